@@ -1,0 +1,23 @@
+"""Operator views of decided PCS (read-only: decisions are changed only through review)."""
+
+from django.contrib import admin
+
+from apps.pcs.models import PcsRecord
+
+
+@admin.register(PcsRecord)
+class PcsRecordAdmin(admin.ModelAdmin):
+    list_display = ("pcs_id", "tenant", "shard_id", "epoch", "status_code", "reason", "policy_version",
+                    "decided_at")
+    list_filter = ("status_code", "escalated", "tenant", "policy_version")
+    search_fields = ("pcs_id", "shard_id")
+    date_hierarchy = "decided_at"
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PcsConfig(AppConfig):
+    name = "apps.pcs"
+    verbose_name = "PCS ingest"

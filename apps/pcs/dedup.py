@@ -1,0 +1,265 @@
+"""First-write-wins dedup stores (DESIGN §3 step 6, §4).
+
+A submission first *claims* (tenant, pcs_id). The claimer decides and then *completes* the claim with
+the stored outcome; everyone else sees either the claim still pending (409) or the outcome (replay, or
+422 when the signed payload differs). A claim whose holder died expires, so nothing stays stuck.
+
+``redis`` (SET NX with TTL) is the production hot store, ``database`` uses a unique constraint and
+works on SQLite, ``memory`` exists for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal, Protocol
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from apps.pcs.models import DedupEntry
+
+ClaimState = Literal["claimed", "pending", "decided"]
+
+
+class DedupUnavailable(Exception):
+    """The dedup store cannot be reached; the caller must fail closed."""
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    """A decision as dedup keeps it: the signed payload's digest, the status and the body."""
+
+    digest: str
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a claim attempt."""
+
+    state: ClaimState
+    tenant_id: int
+    pcs_id: str
+    token: str = ""
+    digest: str = ""
+    outcome: StoredOutcome | None = None
+
+
+class DedupStore(Protocol):
+    """What the ingest pipeline needs from a dedup store."""
+
+    # True when ``complete`` may run inside the decision's database transaction.
+    transactional: bool
+
+    def claim(self, *, tenant_id: int, pcs_id: str, digest: str) -> Claim: ...
+
+    def complete(self, claim: Claim, outcome: StoredOutcome) -> None: ...
+
+    def release(self, claim: Claim) -> None: ...
+
+    def ping(self) -> None: ...
+
+
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisDedupStore:
+    """SET NX with a short TTL while pending, then the outcome with the retention TTL."""
+
+    transactional = False
+
+    def __init__(self, url: str, *, ttl_seconds: int, claim_timeout: float, timeout: float):
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+        )
+        self._release = self._redis.register_script(_RELEASE_LUA)
+        self._ttl = ttl_seconds
+        self._claim_ms = max(1, int(claim_timeout * 1000))
+
+    @staticmethod
+    def _key(tenant_id: int, pcs_id: str) -> str:
+        return f"flk:dedup:{tenant_id}:{pcs_id}"
+
+    @staticmethod
+    def _pending_value(token: str, digest: str) -> str:
+        return json.dumps({"s": "p", "t": token, "d": digest}, separators=(",", ":"))
+
+    def claim(self, *, tenant_id: int, pcs_id: str, digest: str) -> Claim:
+        key = self._key(tenant_id, pcs_id)
+        token = secrets.token_hex(16)
+        try:
+            for _ in range(3):  # the entry can expire between SET NX and GET; look again
+                if self._redis.set(key, self._pending_value(token, digest), nx=True, px=self._claim_ms):
+                    return Claim("claimed", tenant_id, pcs_id, token, digest)
+                raw = self._redis.get(key)
+                if raw is None:
+                    continue
+                entry = json.loads(raw)
+                if entry["s"] == "p":
+                    return Claim("pending", tenant_id, pcs_id)
+                outcome = StoredOutcome(entry["d"], entry["c"], entry["b"])
+                return Claim("decided", tenant_id, pcs_id, outcome=outcome)
+        except redis.RedisError as exc:
+            raise DedupUnavailable(str(exc)) from exc
+        raise DedupUnavailable("dedup entry kept changing while it was read")
+
+    def complete(self, claim: Claim, outcome: StoredOutcome) -> None:
+        value = {"s": "d", "d": outcome.digest, "c": outcome.status, "b": outcome.body}
+        try:
+            self._redis.set(
+                self._key(claim.tenant_id, claim.pcs_id),
+                json.dumps(value, separators=(",", ":")),
+                ex=self._ttl,
+            )
+        except redis.RedisError as exc:
+            raise DedupUnavailable(str(exc)) from exc
+
+    def release(self, claim: Claim) -> None:
+        key = self._key(claim.tenant_id, claim.pcs_id)
+        try:
+            self._release(keys=[key], args=[self._pending_value(claim.token, claim.digest)])
+        except redis.RedisError as exc:
+            raise DedupUnavailable(str(exc)) from exc
+
+    def ping(self) -> None:
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise DedupUnavailable(str(exc)) from exc
+
+
+class DatabaseDedupStore:
+    """A row per (tenant, pcs_id) guarded by a unique constraint; completed in the decision's transaction."""
+
+    transactional = True
+
+    def __init__(self, *, claim_timeout: float):
+        self._claim_timeout = timedelta(seconds=claim_timeout)
+
+    def claim(self, *, tenant_id: int, pcs_id: str, digest: str) -> Claim:
+        token = secrets.token_hex(16)
+        now = timezone.now()
+        try:
+            try:
+                with transaction.atomic():
+                    DedupEntry.objects.create(
+                        tenant_id=tenant_id, pcs_id=pcs_id, payload_digest=digest,
+                        state=DedupEntry.STATE_PENDING, claim_token=token, claimed_at=now,
+                    )
+                return Claim("claimed", tenant_id, pcs_id, token)
+            except IntegrityError:
+                pass
+            entry = DedupEntry.objects.get(tenant_id=tenant_id, pcs_id=pcs_id)
+            if entry.state == DedupEntry.STATE_DECIDED:
+                outcome = StoredOutcome(entry.payload_digest, entry.status_code, entry.response)
+                return Claim("decided", tenant_id, pcs_id, outcome=outcome)
+            if entry.claimed_at < now - self._claim_timeout:
+                # The claimer died: take the claim over, unless someone else just did.
+                taken = DedupEntry.objects.filter(
+                    pk=entry.pk, state=DedupEntry.STATE_PENDING, claim_token=entry.claim_token
+                ).update(claim_token=token, claimed_at=now, payload_digest=digest)
+                if taken:
+                    return Claim("claimed", tenant_id, pcs_id, token)
+            return Claim("pending", tenant_id, pcs_id)
+        except DedupEntry.DoesNotExist as exc:
+            raise DedupUnavailable("dedup entry vanished while it was read") from exc
+        except DatabaseError as exc:
+            raise DedupUnavailable(str(exc)) from exc
+
+    def complete(self, claim: Claim, outcome: StoredOutcome) -> None:
+        DedupEntry.objects.filter(
+            tenant_id=claim.tenant_id, pcs_id=claim.pcs_id, claim_token=claim.token
+        ).update(
+            state=DedupEntry.STATE_DECIDED, payload_digest=outcome.digest,
+            status_code=outcome.status, response=outcome.body,
+        )
+
+    def release(self, claim: Claim) -> None:
+        try:
+            DedupEntry.objects.filter(
+                tenant_id=claim.tenant_id, pcs_id=claim.pcs_id, claim_token=claim.token,
+                state=DedupEntry.STATE_PENDING,
+            ).delete()
+        except DatabaseError as exc:
+            raise DedupUnavailable(str(exc)) from exc
+
+    def ping(self) -> None:
+        try:
+            DedupEntry.objects.exists()
+        except DatabaseError as exc:
+            raise DedupUnavailable(str(exc)) from exc
+
+
+class MemoryDedupStore:
+    """Process-local store for unit tests; it forgets everything on restart."""
+
+    transactional = False
+
+    def __init__(self, *, claim_timeout: float):
+        self._entries: dict[tuple[int, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._claim_timeout = claim_timeout
+
+    def claim(self, *, tenant_id: int, pcs_id: str, digest: str) -> Claim:
+        key = (tenant_id, pcs_id)
+        with self._lock:
+            entry = self._entries.get(key)
+            now = time.monotonic()
+            if entry is None or (entry["s"] == "p" and now - entry["at"] > self._claim_timeout):
+                token = secrets.token_hex(16)
+                self._entries[key] = {"s": "p", "t": token, "at": now}
+                return Claim("claimed", tenant_id, pcs_id, token)
+            if entry["s"] == "p":
+                return Claim("pending", tenant_id, pcs_id)
+            return Claim("decided", tenant_id, pcs_id, outcome=entry["o"])
+
+    def complete(self, claim: Claim, outcome: StoredOutcome) -> None:
+        with self._lock:
+            self._entries[(claim.tenant_id, claim.pcs_id)] = {"s": "d", "o": outcome}
+
+    def release(self, claim: Claim) -> None:
+        with self._lock:
+            entry = self._entries.get((claim.tenant_id, claim.pcs_id))
+            if entry is not None and entry.get("t") == claim.token:
+                del self._entries[(claim.tenant_id, claim.pcs_id)]
+
+    def ping(self) -> None:
+        return None
+
+
+_store: DedupStore | None = None
+
+
+def get_dedup_store() -> DedupStore:
+    """The configured store, built once per process."""
+    global _store
+    if _store is None:
+        if settings.DEDUP_BACKEND == "redis":
+            _store = RedisDedupStore(
+                settings.REDIS_URL,
+                ttl_seconds=settings.DEDUP_TTL_SECONDS,
+                claim_timeout=settings.DEDUP_CLAIM_TIMEOUT_SECONDS,
+                timeout=settings.STORE_TIMEOUT_SECONDS,
+            )
+        elif settings.DEDUP_BACKEND == "database":
+            _store = DatabaseDedupStore(claim_timeout=settings.DEDUP_CLAIM_TIMEOUT_SECONDS)
+        else:
+            _store = MemoryDedupStore(claim_timeout=settings.DEDUP_CLAIM_TIMEOUT_SECONDS)
+    return _store
+
+
+def reset_dedup_store() -> None:
+    """Forget the built store so the next call reads the settings again (tests)."""
+    global _store
+    _store = None

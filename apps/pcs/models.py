@@ -1,0 +1,64 @@
+"""PCS records with their decisions, and the database dedup store."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from apps.tenants.models import Tenant
+
+
+class PcsRecord(models.Model):
+    """A decided PCS: what the agent signed, what the server recomputed, and the stored answer.
+
+    The unique (tenant, pcs_id) constraint is the last line of first-write-wins: whatever the dedup
+    store says, the database never holds two decisions for one PCS.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="pcs_records")
+    pcs_id = models.CharField(max_length=64)
+    payload_digest = models.CharField(max_length=64, help_text="hex SHA-256 of the signed payload")
+    shard_id = models.CharField(max_length=256)
+    epoch = models.BigIntegerField()
+    pcs = models.JSONField(help_text="the PCS as parsed")
+    status_code = models.PositiveSmallIntegerField()
+    accepted = models.BooleanField()
+    escalated = models.BooleanField()
+    reason = models.CharField(max_length=200, blank=True)
+    policy_version = models.CharField(max_length=32)
+    d_hat = models.FloatField(help_text="recomputed D̂")
+    regime = models.CharField(max_length=16, help_text="recomputed regime")
+    budget = models.FloatField(help_text="recomputed budget")
+    response = models.JSONField(help_text="the body answered, replayed verbatim on retries")
+    audit_entry_id = models.BigIntegerField()
+    received_at = models.DateTimeField()
+    decided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "pcs_id"], name="pcs_record_tenant_pcs_id_uniq")
+        ]
+        indexes = [models.Index(fields=["tenant", "decided_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.pcs_id}"
+
+
+class DedupEntry(models.Model):
+    """The ``database`` dedup store: a claim while deciding, then the stored outcome."""
+
+    STATE_PENDING = "pending"
+    STATE_DECIDED = "decided"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE)
+    pcs_id = models.CharField(max_length=64)
+    payload_digest = models.CharField(max_length=64)
+    state = models.CharField(max_length=8)
+    claim_token = models.CharField(max_length=32)
+    claimed_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response = models.JSONField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "pcs_id"], name="dedup_entry_tenant_pcs_id_uniq")
+        ]

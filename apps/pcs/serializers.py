@@ -1,0 +1,65 @@
+"""Shapes of the ingest API for the OpenAPI document; the pipeline itself parses strictly by hand."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class FtSerializer(serializers.Serializer):
+    outbox_seq = serializers.IntegerField(min_value=0)
+    degraded = serializers.BooleanField()
+    fallbacks = serializers.ListField(child=serializers.CharField(), max_length=32)
+    clock_skew_ms = serializers.IntegerField()
+
+
+class PcsSerializer(serializers.Serializer):
+    """A PCS v0.1 as DESIGN §2 defines it."""
+
+    pcs_id = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="sha256(merkle_root|epoch|shard_id)")
+    schema = serializers.ChoiceField(choices=["fractal-lba-kakeya"])
+    version = serializers.ChoiceField(choices=["0.1"])
+    shard_id = serializers.CharField(max_length=256)
+    epoch = serializers.IntegerField(min_value=0)
+    attempt = serializers.IntegerField(min_value=1)
+    sent_at = serializers.DateTimeField()
+    seed = serializers.IntegerField(min_value=0)
+    scales = serializers.ListField(child=serializers.IntegerField(min_value=2), min_length=2, max_length=32)
+    N_j = serializers.DictField(child=serializers.IntegerField(min_value=1))
+    coh_star = serializers.FloatField(min_value=0, max_value=1)
+    v_star = serializers.ListField(child=serializers.FloatField(min_value=-1, max_value=1))
+    D_hat = serializers.FloatField(min_value=0)
+    r = serializers.FloatField(min_value=0, max_value=2)
+    regime = serializers.ChoiceField(choices=["sticky", "non_sticky", "mixed"])
+    budget = serializers.FloatField(min_value=0, max_value=1)
+    merkle_root = serializers.RegexField(r"^[0-9a-f]{64}$")
+    sig = serializers.CharField(help_text="standard base64 of HMAC-SHA256 or Ed25519 over the digest")
+    key_id = serializers.CharField(required=False)
+    vrf_proof = serializers.CharField(required=False)
+    ft = FtSerializer(required=False)
+
+
+class CheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    verdict = serializers.ChoiceField(choices=["pass", "fail"])
+    detail = serializers.CharField(required=False)
+
+
+class DecisionSerializer(serializers.Serializer):
+    """The answer of 200 (accepted) and 202 (escalated)."""
+
+    pcs_id = serializers.CharField()
+    accepted = serializers.BooleanField()
+    escalated = serializers.BooleanField()
+    D_hat = serializers.FloatField(help_text="recomputed")
+    budget = serializers.FloatField(help_text="recomputed")
+    regime = serializers.CharField(help_text="recomputed")
+    policy_version = serializers.CharField()
+    checks = CheckSerializer(many=True)
+    audit_index = serializers.IntegerField()
+    reason = serializers.CharField(required=False, help_text="202 only: comma-separated reasons")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    field = serializers.CharField(required=False)

@@ -1,0 +1,294 @@
+"""The ingest pipeline: WAL → parse → authenticate → verify → dedup → effects (DESIGN §3).
+
+``pcs_submit`` is what the HTTP view calls: it makes the raw request durable in the inbox WAL and then
+runs ``pcs_ingest``. WAL replay calls ``pcs_ingest`` directly on the records it finds undecided.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from flk_agent.pcs import payload_digest
+from flk_agent.signing import verify_signature
+
+from apps.audit.services import audit_append
+from apps.pcs import metrics, wal
+from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_store
+from apps.pcs.errors import IngestError
+from apps.pcs.models import PcsRecord
+from apps.pcs.parsing import parse_pcs
+from apps.policy.checks import Evaluation, evaluate, sanity_check
+from apps.policy.params import PolicyParams, policy_for_tenant
+from apps.tenants.models import Tenant
+from apps.tenants.ratelimit import RateLimiter, retry_after_header
+from apps.tenants.selectors import tenant_resolve, verification_key_for
+
+logger = logging.getLogger("flk.ingest")
+
+INGEST_ACTOR = "ingest"
+IN_FLIGHT_RETRY_AFTER = 1  # seconds: a first submission is decided within milliseconds
+
+
+@dataclass
+class IngestResult:
+    """One answer of the pipeline."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error_result(exc: IngestError) -> IngestResult:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+    return IngestResult(exc.status, exc.body(), headers)
+
+
+def _unavailable(detail: str) -> IngestError:
+    return IngestError(503, "store_unavailable", detail, retry_after=settings.RETRY_AFTER_SECONDS)
+
+
+_limiter: RateLimiter | None = None
+
+
+def get_rate_limiter() -> RateLimiter:
+    """The process's limiter: Redis when configured, else the database."""
+    global _limiter
+    if _limiter is None:
+        client = (
+            redis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_timeout=settings.STORE_TIMEOUT_SECONDS,
+                socket_connect_timeout=settings.STORE_TIMEOUT_SECONDS,
+            )
+            if settings.REDIS_URL
+            else None
+        )
+        _limiter = RateLimiter(client)
+    return _limiter
+
+
+def reset_rate_limiter() -> None:
+    """Forget the built limiter (tests)."""
+    global _limiter
+    _limiter = None
+
+
+def pcs_submit(*, body: bytes, tenant_header: str | None, received_at: datetime) -> IngestResult:
+    """Make the request durable, decide it, and mark it answered in the WAL."""
+    try:
+        ref = wal.get_writer().append_request(
+            body=body, tenant_header=tenant_header, received_at=received_at
+        )
+    except wal.WalError as exc:
+        metrics.wal_errors.inc()
+        logger.error("ingest.wal_error error=%s", exc)
+        return IngestResult(
+            503,
+            {"error": "wal_unavailable", "detail": "the request could not be made durable"},
+            {"Retry-After": str(settings.RETRY_AFTER_SECONDS)},
+        )
+    result = pcs_ingest(body=body, tenant_header=tenant_header, received_at=received_at)
+    if result.status != 503:
+        # 503 leaves no marker: replay will decide the request once the store is back.
+        try:
+            wal.get_writer().append_outcome(ref, result.status)
+        except wal.WalError as exc:
+            metrics.wal_errors.inc()
+            logger.warning("ingest.wal_outcome_error error=%s", exc)
+    return result
+
+
+def pcs_ingest(
+    *, body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool = False
+) -> IngestResult:
+    """Run one raw request through parse, authentication, verification, dedup and effects.
+
+    ``from_wal`` marks a WAL replay: the request was admitted when it arrived, so rate limits are not
+    applied again, and a stored decision is not counted as a dedup hit.
+    """
+    try:
+        result = _decide(body, tenant_header, received_at, from_wal)
+    except IngestError as exc:
+        result = _error_result(exc)
+    if not (result.headers.get("Idempotent-Replayed") == "true"):
+        metrics.ingest.inc()
+    return result
+
+
+def _authenticate(pcs: dict[str, Any], tenant_header: str | None, from_wal: bool) -> Tenant:
+    try:
+        tenant = tenant_resolve(tenant_header=tenant_header)
+    except DatabaseError as exc:
+        raise _unavailable("the tenant store is unavailable") from exc
+    if tenant is None:
+        raise IngestError(401, "unknown_tenant", "no active tenant matches X-Tenant-Id")
+    if not from_wal:
+        try:
+            admission = get_rate_limiter().admit(tenant)
+        except (redis.RedisError, DatabaseError) as exc:
+            raise _unavailable("the rate-limit store is unavailable") from exc
+        if not admission.allowed:
+            limit = "quota" if admission.reason == "quota_exceeded" else "rate"
+            metrics.quota_exceeded_by_tenant.labels(tenant.slug, limit).inc()
+            detail = "daily quota exhausted" if limit == "quota" else "rate limit exceeded"
+            raise IngestError(429, admission.reason, detail,
+                              retry_after=int(retry_after_header(admission.retry_after)))
+    return tenant
+
+
+def _verify_signature(pcs: dict[str, Any], tenant: Tenant) -> bytes:
+    key = verification_key_for(tenant=tenant, key_id=pcs.get("key_id"))
+    digest = payload_digest(pcs)
+    if key is None or not verify_signature(key.alg, key.key, digest, pcs["sig"]):
+        metrics.signature_errors.inc()
+        metrics.signature_errors_by_tenant.labels(tenant.slug).inc()
+        if key is None:
+            raise IngestError(401, "unknown_key", "no signing key with this key_id")
+        raise IngestError(401, "invalid_signature", "the signature does not verify")
+    return digest
+
+
+def _decide(
+    body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool
+) -> IngestResult:
+    started = time.perf_counter()
+    pcs = parse_pcs(body)
+    tenant = _authenticate(pcs, tenant_header, from_wal)
+    digest = _verify_signature(pcs, tenant).hex()
+
+    store = get_dedup_store()
+    try:
+        claim = store.claim(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"], digest=digest)
+    except DedupUnavailable as exc:
+        logger.error("ingest.dedup_unavailable pcs_id=%s tenant=%s", pcs["pcs_id"], tenant.slug)
+        raise _unavailable("the dedup store is unavailable") from exc
+    if claim.state == "decided":
+        assert claim.outcome is not None
+        return _answer_stored(claim.outcome, digest, tenant, from_wal)
+    if claim.state == "pending":
+        raise IngestError(409, "in_flight", "this PCS is still being decided",
+                          retry_after=IN_FLIGHT_RETRY_AFTER)
+
+    # Checks on unsigned fields (sent_at, v_star, ft) run after the claim, so a retry of a decided PCS
+    # with a new sent_at or ft replays the stored answer instead of being judged again.
+    try:
+        params = policy_for_tenant(tenant_id=tenant.pk)
+        passed = sanity_check(pcs, received_at=received_at, params=params)
+        evaluation = evaluate(pcs, params=params)
+        metrics.verify_latency.observe(time.perf_counter() - started)
+        return _store_decision(
+            pcs, tenant, digest, claim, params, passed, evaluation, received_at, from_wal
+        )
+    except BaseException:
+        try:
+            store.release(claim)
+        except DedupUnavailable:
+            logger.warning("ingest.claim_release_failed pcs_id=%s", pcs["pcs_id"])
+        raise
+
+
+def _answer_stored(
+    outcome: StoredOutcome, digest: str, tenant: Tenant, from_wal: bool
+) -> IngestResult:
+    if outcome.digest != digest:
+        raise IngestError(422, "pcs_id_conflict",
+                          "this pcs_id was already decided for a different signed payload")
+    if not from_wal:
+        metrics.dedup_hits.inc()
+        metrics.dedup_hits_by_tenant.labels(tenant.slug).inc()
+    return IngestResult(outcome.status, outcome.body, {"Idempotent-Replayed": "true"})
+
+
+def _store_decision(
+    pcs: dict[str, Any],
+    tenant: Tenant,
+    digest: str,
+    claim: Claim,
+    params: PolicyParams,
+    passed: list[str],
+    evaluation: Evaluation,
+    received_at: datetime,
+    from_wal: bool,
+) -> IngestResult:
+    status = 202 if evaluation.escalated else 200
+    reason = ",".join(evaluation.escalations)
+    checks = [{"name": "signature", "verdict": "pass"}]
+    checks += [{"name": name, "verdict": "pass"} for name in passed]
+    checks += evaluation.checks
+    store = get_dedup_store()
+    try:
+        with transaction.atomic():
+            entry = audit_append(
+                tenant_id=tenant.pk, kind="decision", actor=INGEST_ACTOR, pcs_id=pcs["pcs_id"],
+                status=status, reason=reason, policy_version=params.version, request_digest=digest,
+            )
+            body: dict[str, Any] = {
+                "pcs_id": pcs["pcs_id"],
+                "accepted": not evaluation.escalated,
+                "escalated": evaluation.escalated,
+                "D_hat": evaluation.d_hat,
+                "budget": evaluation.budget,
+                "regime": evaluation.regime,
+                "policy_version": params.version,
+                "checks": checks,
+                "audit_index": entry.pk,
+            }
+            if evaluation.escalated:
+                body["reason"] = reason
+            PcsRecord.objects.create(
+                tenant=tenant, pcs_id=pcs["pcs_id"], payload_digest=digest,
+                shard_id=pcs["shard_id"], epoch=pcs["epoch"], pcs=pcs, status_code=status,
+                accepted=not evaluation.escalated, escalated=evaluation.escalated, reason=reason,
+                policy_version=params.version, d_hat=evaluation.d_hat, regime=evaluation.regime,
+                budget=evaluation.budget, response=body, audit_entry_id=entry.pk,
+                received_at=received_at,
+            )
+            outcome = StoredOutcome(digest, status, body)
+            if store.transactional:
+                store.complete(claim, outcome)
+    except IntegrityError:
+        # Decided before, and the hot store had forgotten: the warm record is the truth.
+        return _answer_from_record(pcs, tenant, digest, claim, from_wal)
+    except DatabaseError as exc:
+        logger.error("ingest.db_unavailable pcs_id=%s tenant=%s", pcs["pcs_id"], tenant.slug)
+        raise _unavailable("the database is unavailable") from exc
+    if not store.transactional:
+        try:
+            store.complete(claim, outcome)
+        except DedupUnavailable:
+            # The decision is committed; the claim expires and later retries replay from the record.
+            logger.warning("ingest.dedup_complete_failed pcs_id=%s", pcs["pcs_id"])
+    _count_decision(tenant, evaluation.escalated)
+    logger.info("ingest.decided pcs_id=%s tenant=%s status=%d reason=%s",
+                pcs["pcs_id"], tenant.slug, status, reason or "-")
+    return IngestResult(status, body)
+
+
+def _answer_from_record(
+    pcs: dict[str, Any], tenant: Tenant, digest: str, claim: Claim, from_wal: bool
+) -> IngestResult:
+    record = PcsRecord.objects.get(tenant=tenant, pcs_id=pcs["pcs_id"])
+    outcome = StoredOutcome(record.payload_digest, record.status_code, record.response)
+    store = get_dedup_store()
+    try:
+        store.complete(claim, outcome)
+    except DedupUnavailable:
+        logger.warning("ingest.dedup_backfill_failed pcs_id=%s", pcs["pcs_id"])
+    return _answer_stored(outcome, digest, tenant, from_wal)
+
+
+def _count_decision(tenant: Tenant, escalated: bool) -> None:
+    metrics.ingest_by_tenant.labels(tenant.slug).inc()
+    if escalated:
+        metrics.escalated.inc()
+        metrics.escalated_by_tenant.labels(tenant.slug).inc()
+    else:
+        metrics.accepted.inc()
+        metrics.accepted_by_tenant.labels(tenant.slug).inc()

@@ -1,0 +1,30 @@
+"""``manage.py flk_init``: the default tenant and, when none is configured, a local signing key."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from apps.tenants.services import tenant_ensure_default
+
+
+class Command(BaseCommand):
+    help = "Create the default tenant and a local HMAC signing key if no key is configured."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        tenant = tenant_ensure_default()
+        self.stdout.write(f"default tenant: {tenant.slug}")
+        if settings.PCS_SIGN_ALG != "hmac" or settings.PCS_HMAC_KEY:
+            self.stdout.write(f"signing key: from the environment ({settings.PCS_SIGN_ALG})")
+            return
+        path = settings.PCS_HMAC_KEY_FILE
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+            self.stdout.write(f"signing key: created {path} (HMAC, mode 0600)")
+        else:
+            self.stdout.write(f"signing key: {path} (HMAC)")

@@ -1,0 +1,21 @@
+"""The Celery app. Task modules live in ``tasks/``; the beat schedule in ``tasks/schedule.py``."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flk_project.settings.base")
+
+app = Celery("flk")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.imports = ("tasks.wal",)
+app.conf.task_routes = {"tasks.wal.*": {"queue": "wal"}}
+
+
+@app.on_after_finalize.connect
+def _install_beat_schedule(sender: Celery, **_: object) -> None:
+    from tasks.schedule import BEAT_SCHEDULE
+
+    sender.conf.beat_schedule = BEAT_SCHEDULE

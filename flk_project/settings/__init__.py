@@ -1,0 +1,1 @@
+"""Settings: ``base`` is the embedded default; ``production``, ``test`` and ``bench`` build on it."""

@@ -1,0 +1,52 @@
+"""Ingest settings: tenancy, signing keys, WAL, dedup, limits and the default policy tolerances."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from flk_project.env import BASE_DIR, env_bool, env_choice, env_float, env_int, env_path, env_str
+
+_VAR_DIR = env_path("FLK_VAR_DIR", BASE_DIR / "var")
+
+REDIS_URL = env_str("REDIS_URL")
+
+MULTI_TENANT = env_bool("MULTI_TENANT", False)
+DEFAULT_TENANT_ID = env_str("DEFAULT_TENANT_ID", "default")
+
+# Single-tenant signing key (the default tenant's): an HMAC secret or an Ed25519 public key.
+PCS_SIGN_ALG = env_choice("PCS_SIGN_ALG", "hmac", ("hmac", "ed25519"))
+PCS_HMAC_KEY = env_str("PCS_HMAC_KEY")
+PCS_HMAC_KEY_FILE = env_path("PCS_HMAC_KEY_FILE", _VAR_DIR / "keys" / "hmac.key")
+PCS_ED25519_PUB_B64 = env_str("PCS_ED25519_PUB_B64")
+PCS_KEY_ID = env_str("PCS_KEY_ID")
+
+WAL_DIR = env_path("WAL_DIR", _VAR_DIR / "wal")
+WAL_FSYNC = env_choice("WAL_FSYNC", "always", ("always", "group", "off"))
+WAL_GROUP_WINDOW_MS = env_float("WAL_GROUP_WINDOW_MS", 2.0)
+WAL_SEGMENT_BYTES = env_int("WAL_SEGMENT_BYTES", 64 * 1024 * 1024)
+WAL_RETENTION_DAYS = env_float("WAL_RETENTION_DAYS", 14.0)
+# Records younger than this are left to the request that wrote them; older ones are re-run.
+WAL_REPLAY_GRACE_SECONDS = env_float("WAL_REPLAY_GRACE_SECONDS", 60.0)
+
+DEDUP_BACKEND = env_choice(
+    "DEDUP_BACKEND", "redis" if REDIS_URL else "database", ("database", "redis", "memory")
+)
+if DEDUP_BACKEND == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("DEDUP_BACKEND=redis needs REDIS_URL")
+DEDUP_TTL_SECONDS = env_int("DEDUP_TTL_SECONDS", 14 * 24 * 3600)
+# A claim older than this is treated as abandoned by a crashed request and may be taken over.
+DEDUP_CLAIM_TIMEOUT_SECONDS = env_float("DEDUP_CLAIM_TIMEOUT_SECONDS", 30.0)
+STORE_TIMEOUT_SECONDS = env_float("STORE_TIMEOUT_SECONDS", 2.0)
+RETRY_AFTER_SECONDS = env_int("RETRY_AFTER_SECONDS", 5)
+
+MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 64 * 1024)
+
+# The default tenant's limits; 0 switches a limit off.
+RATE_LIMIT_RATE = env_float("RATE_LIMIT_RATE", 0.0)
+RATE_LIMIT_BURST = env_int("RATE_LIMIT_BURST", 0)
+DAILY_QUOTA = env_int("DAILY_QUOTA", 0)
+
+CLOCK_SKEW_MAX_SECONDS = env_float("CLOCK_SKEW_MAX_SECONDS", 900.0)
+
+# A view that parses a PCS body and answers without verifying or storing, for `make bench` only.
+BENCH_FLOOR_ENDPOINT = env_bool("BENCH_FLOOR_ENDPOINT", False)

@@ -1,0 +1,11 @@
+"""Metrics settings: Basic Auth for /metrics and the multiprocess directory."""
+
+from __future__ import annotations
+
+from flk_project.env import env_str
+
+METRICS_USER = env_str("METRICS_USER", "metrics")
+# No password means /metrics refuses everyone: metrics are never served unauthenticated.
+METRICS_PASS = env_str("METRICS_PASS")
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+PROMETHEUS_EXPORT_MIGRATIONS = False

@@ -1,0 +1,15 @@
+"""Production settings: the base settings, tightened. Secrets have no defaults here."""
+
+from __future__ import annotations
+
+from flk_project.env import env_bool, env_str
+from flk_project.settings.base import *  # noqa: F403
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", required=True)
+DATABASE_URL = env_str("DATABASE_URL", required=True)
+METRICS_PASS = env_str("METRICS_PASS", required=True)
+DEBUG = False
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+BENCH_FLOOR_ENDPOINT = False

@@ -1,0 +1,14 @@
+"""Test settings: real PostgreSQL and Redis on 127.0.0.1 unless the environment names others."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/flk")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("PCS_HMAC_KEY", "flk-test-hmac-secret")
+os.environ.setdefault("METRICS_PASS", "test-metrics-pass")
+
+from flk_project.settings.base import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

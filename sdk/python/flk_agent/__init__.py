@@ -1,0 +1,19 @@
+"""flk-agent: the one implementation of the FLK PCS protocol, version 0.1.
+
+The server imports this package; nothing here is implemented twice.
+"""
+
+from flk_agent.pcs import PCS_SCHEMA, PCS_VERSION, compute_pcs_id, payload_digest, signing_payload
+from flk_agent.signing import Ed25519Signer, HmacSigner, Signer, verify_signature
+
+__all__ = [
+    "PCS_SCHEMA",
+    "PCS_VERSION",
+    "Ed25519Signer",
+    "HmacSigner",
+    "Signer",
+    "compute_pcs_id",
+    "payload_digest",
+    "signing_payload",
+    "verify_signature",
+]

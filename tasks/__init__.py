@@ -1,0 +1,1 @@
+"""Celery task modules: thin entry points that call the apps' services."""

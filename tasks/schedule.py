@@ -1,0 +1,9 @@
+"""The whole beat schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "wal-maintain": {"task": "tasks.wal.wal_maintain", "schedule": 60.0},
+}
