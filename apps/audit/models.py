@@ -20,7 +20,9 @@ class AuditEntry(models.Model):
     status = models.PositiveSmallIntegerField(null=True)
     reason = models.CharField(max_length=200, blank=True)
     policy_version = models.CharField(max_length=32, blank=True)
-    request_digest = models.CharField(max_length=64, blank=True, help_text="hex SHA-256 of the signed payload")
+    request_digest = models.CharField(
+        max_length=64, blank=True, help_text="hex SHA-256 of the signed payload"
+    )
     actor = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
 

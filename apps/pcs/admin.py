@@ -7,8 +7,16 @@ from apps.pcs.models import PcsRecord
 
 @admin.register(PcsRecord)
 class PcsRecordAdmin(admin.ModelAdmin):
-    list_display = ("pcs_id", "tenant", "shard_id", "epoch", "status_code", "reason", "policy_version",
-                    "decided_at")
+    list_display = (
+        "pcs_id",
+        "tenant",
+        "shard_id",
+        "epoch",
+        "status_code",
+        "reason",
+        "policy_version",
+        "decided_at",
+    )
     list_filter = ("status_code", "escalated", "tenant", "policy_version")
     search_fields = ("pcs_id", "shard_id")
     date_hierarchy = "decided_at"

@@ -56,8 +56,15 @@ class SubmitView(APIView):
         request=PcsSerializer,
         parameters=[OpenApiParameter("X-Tenant-Id", str, OpenApiParameter.HEADER, required=False)],
         responses={
-            200: DecisionSerializer, 202: DecisionSerializer, 400: _ERRORS, 401: _ERRORS,
-            409: _ERRORS, 413: _ERRORS, 422: _ERRORS, 429: _ERRORS, 503: _ERRORS,
+            200: DecisionSerializer,
+            202: DecisionSerializer,
+            400: _ERRORS,
+            401: _ERRORS,
+            409: _ERRORS,
+            413: _ERRORS,
+            422: _ERRORS,
+            429: _ERRORS,
+            503: _ERRORS,
         },
         description="Order of work: size limit, inbox WAL, strict parse, tenant and limits, signature, "
         "dedup, checks and recomputation, decision. Replays answer the stored decision with "

@@ -79,7 +79,7 @@ class RedisDedupStore:
 
     transactional = False
 
-    def __init__(self, url: str, *, ttl_seconds: int, claim_timeout: float, timeout: float):
+    def __init__(self, url: str, *, ttl_seconds: int, claim_timeout: float, timeout: float) -> None:
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
         )
@@ -144,7 +144,7 @@ class DatabaseDedupStore:
 
     transactional = True
 
-    def __init__(self, *, claim_timeout: float):
+    def __init__(self, *, claim_timeout: float) -> None:
         self._claim_timeout = timedelta(seconds=claim_timeout)
 
     def claim(self, *, tenant_id: int, pcs_id: str, digest: str) -> Claim:
@@ -154,8 +154,12 @@ class DatabaseDedupStore:
             try:
                 with transaction.atomic():
                     DedupEntry.objects.create(
-                        tenant_id=tenant_id, pcs_id=pcs_id, payload_digest=digest,
-                        state=DedupEntry.STATE_PENDING, claim_token=token, claimed_at=now,
+                        tenant_id=tenant_id,
+                        pcs_id=pcs_id,
+                        payload_digest=digest,
+                        state=DedupEntry.STATE_PENDING,
+                        claim_token=token,
+                        claimed_at=now,
                     )
                 return Claim("claimed", tenant_id, pcs_id, token)
             except IntegrityError:
@@ -181,14 +185,18 @@ class DatabaseDedupStore:
         DedupEntry.objects.filter(
             tenant_id=claim.tenant_id, pcs_id=claim.pcs_id, claim_token=claim.token
         ).update(
-            state=DedupEntry.STATE_DECIDED, payload_digest=outcome.digest,
-            status_code=outcome.status, response=outcome.body,
+            state=DedupEntry.STATE_DECIDED,
+            payload_digest=outcome.digest,
+            status_code=outcome.status,
+            response=outcome.body,
         )
 
     def release(self, claim: Claim) -> None:
         try:
             DedupEntry.objects.filter(
-                tenant_id=claim.tenant_id, pcs_id=claim.pcs_id, claim_token=claim.token,
+                tenant_id=claim.tenant_id,
+                pcs_id=claim.pcs_id,
+                claim_token=claim.token,
                 state=DedupEntry.STATE_PENDING,
             ).delete()
         except DatabaseError as exc:
@@ -206,7 +214,7 @@ class MemoryDedupStore:
 
     transactional = False
 
-    def __init__(self, *, claim_timeout: float):
+    def __init__(self, *, claim_timeout: float) -> None:
         self._entries: dict[tuple[int, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._claim_timeout = claim_timeout

@@ -14,7 +14,7 @@ class IngestError(Exception):
         *,
         field: str | None = None,
         retry_after: int | None = None,
-    ):
+    ) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code

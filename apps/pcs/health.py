@@ -28,5 +28,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except DedupUnavailable:
         checks["dedup"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
+    )

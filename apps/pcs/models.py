@@ -62,3 +62,6 @@ class DedupEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "pcs_id"], name="dedup_entry_tenant_pcs_id_uniq")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.pcs_id} {self.state}"

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from apps.pcs.errors import IngestError
 from flk_agent.pcs import PCS_SCHEMA, PCS_VERSION, compute_pcs_id
 from flk_agent.signals import REGIMES
-
-from apps.pcs.errors import IngestError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
@@ -49,9 +48,7 @@ def load_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise _bad("", f"body is not UTF-8 at byte {exc.start}", "malformed_json") from exc
     try:
-        return json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise _bad("", f"invalid JSON: {exc.msg} at {exc.pos}", "malformed_json") from exc
 
@@ -137,9 +134,7 @@ def _ft(field: str, value: Any) -> dict[str, Any]:
         raise _bad(f"{field}.{sorted(unknown)[0]}", "unknown field")
     out: dict[str, Any] = {
         "outbox_seq": _int(f"{field}.outbox_seq", value.get("outbox_seq", 0), 0, MAX_INT53),
-        "clock_skew_ms": _int(
-            f"{field}.clock_skew_ms", value.get("clock_skew_ms", 0), -(10**9), 10**9
-        ),
+        "clock_skew_ms": _int(f"{field}.clock_skew_ms", value.get("clock_skew_ms", 0), -(10**9), 10**9),
     }
     degraded = value.get("degraded", False)
     if not isinstance(degraded, bool):
@@ -196,8 +191,9 @@ def parse_pcs(body: bytes) -> dict[str, Any]:
     if doc.get("schema") != PCS_SCHEMA:
         raise _bad("schema", f"unknown schema; expected {PCS_SCHEMA!r}", "unknown_schema")
     if doc.get("version") != PCS_VERSION:
-        raise _bad("version", f"unsupported version; this server knows {PCS_VERSION!r}",
-                   "unsupported_version")
+        raise _bad(
+            "version", f"unsupported version; this server knows {PCS_VERSION!r}", "unsupported_version"
+        )
     unknown = set(doc) - set(_REQUIRED) - set(_OPTIONAL)
     if unknown:
         raise _bad(sorted(unknown)[0], "unknown field")

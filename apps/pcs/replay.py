@@ -58,9 +58,7 @@ def wal_replay(
     segments = wal.list_segments(directory)
     own = wal.get_writer().active_segment
     scans = {path: wal.scan_segment(path) for path in segments}
-    answered = {
-        rec.ref for scan in scans.values() for rec in scan.records if isinstance(rec, wal.WalOutcome)
-    }
+    answered = {rec.ref for scan in scans.values() for rec in scan.records if isinstance(rec, wal.WalOutcome)}
     unsettled: set[Path] = set()
     retry: list[tuple[Path, wal.WalRequest]] = []
     for path, scan in scans.items():

@@ -15,8 +15,6 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from flk_agent.pcs import payload_digest
-from flk_agent.signing import verify_signature
 
 from apps.audit.services import audit_append
 from apps.pcs import metrics, wal
@@ -29,6 +27,8 @@ from apps.policy.params import PolicyParams, policy_for_tenant
 from apps.tenants.models import Tenant
 from apps.tenants.ratelimit import RateLimiter, retry_after_header
 from apps.tenants.selectors import tenant_resolve, verification_key_for
+from flk_agent.pcs import payload_digest
+from flk_agent.signing import verify_signature
 
 logger = logging.getLogger("flk.ingest")
 
@@ -83,9 +83,7 @@ def reset_rate_limiter() -> None:
 def pcs_submit(*, body: bytes, tenant_header: str | None, received_at: datetime) -> IngestResult:
     """Make the request durable, decide it, and mark it answered in the WAL."""
     try:
-        ref = wal.get_writer().append_request(
-            body=body, tenant_header=tenant_header, received_at=received_at
-        )
+        ref = wal.get_writer().append_request(body=body, tenant_header=tenant_header, received_at=received_at)
     except wal.WalError as exc:
         metrics.wal_errors.inc()
         logger.error("ingest.wal_error error=%s", exc)
@@ -117,7 +115,7 @@ def pcs_ingest(
         result = _decide(body, tenant_header, received_at, from_wal)
     except IngestError as exc:
         result = _error_result(exc)
-    if not (result.headers.get("Idempotent-Replayed") == "true"):
+    if result.headers.get("Idempotent-Replayed") != "true":
         metrics.ingest.inc()
     return result
 
@@ -138,8 +136,9 @@ def _authenticate(pcs: dict[str, Any], tenant_header: str | None, from_wal: bool
             limit = "quota" if admission.reason == "quota_exceeded" else "rate"
             metrics.quota_exceeded_by_tenant.labels(tenant.slug, limit).inc()
             detail = "daily quota exhausted" if limit == "quota" else "rate limit exceeded"
-            raise IngestError(429, admission.reason, detail,
-                              retry_after=int(retry_after_header(admission.retry_after)))
+            raise IngestError(
+                429, admission.reason, detail, retry_after=int(retry_after_header(admission.retry_after))
+            )
     return tenant
 
 
@@ -155,9 +154,7 @@ def _verify_signature(pcs: dict[str, Any], tenant: Tenant) -> bytes:
     return digest
 
 
-def _decide(
-    body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool
-) -> IngestResult:
+def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool) -> IngestResult:
     started = time.perf_counter()
     pcs = parse_pcs(body)
     tenant = _authenticate(pcs, tenant_header, from_wal)
@@ -173,8 +170,9 @@ def _decide(
         assert claim.outcome is not None
         return _answer_stored(claim.outcome, digest, tenant, from_wal)
     if claim.state == "pending":
-        raise IngestError(409, "in_flight", "this PCS is still being decided",
-                          retry_after=IN_FLIGHT_RETRY_AFTER)
+        raise IngestError(
+            409, "in_flight", "this PCS is still being decided", retry_after=IN_FLIGHT_RETRY_AFTER
+        )
 
     # Checks on unsigned fields (sent_at, v_star, ft) run after the claim, so a retry of a decided PCS
     # with a new sent_at or ft replays the stored answer instead of being judged again.
@@ -183,9 +181,7 @@ def _decide(
         passed = sanity_check(pcs, received_at=received_at, params=params)
         evaluation = evaluate(pcs, params=params)
         metrics.verify_latency.observe(time.perf_counter() - started)
-        return _store_decision(
-            pcs, tenant, digest, claim, params, passed, evaluation, received_at, from_wal
-        )
+        return _store_decision(pcs, tenant, digest, claim, params, passed, evaluation, received_at, from_wal)
     except BaseException:
         try:
             store.release(claim)
@@ -194,12 +190,11 @@ def _decide(
         raise
 
 
-def _answer_stored(
-    outcome: StoredOutcome, digest: str, tenant: Tenant, from_wal: bool
-) -> IngestResult:
+def _answer_stored(outcome: StoredOutcome, digest: str, tenant: Tenant, from_wal: bool) -> IngestResult:
     if outcome.digest != digest:
-        raise IngestError(422, "pcs_id_conflict",
-                          "this pcs_id was already decided for a different signed payload")
+        raise IngestError(
+            422, "pcs_id_conflict", "this pcs_id was already decided for a different signed payload"
+        )
     if not from_wal:
         metrics.dedup_hits.inc()
         metrics.dedup_hits_by_tenant.labels(tenant.slug).inc()
@@ -226,8 +221,14 @@ def _store_decision(
     try:
         with transaction.atomic():
             entry = audit_append(
-                tenant_id=tenant.pk, kind="decision", actor=INGEST_ACTOR, pcs_id=pcs["pcs_id"],
-                status=status, reason=reason, policy_version=params.version, request_digest=digest,
+                tenant_id=tenant.pk,
+                kind="decision",
+                actor=INGEST_ACTOR,
+                pcs_id=pcs["pcs_id"],
+                status=status,
+                reason=reason,
+                policy_version=params.version,
+                request_digest=digest,
             )
             body: dict[str, Any] = {
                 "pcs_id": pcs["pcs_id"],
@@ -243,11 +244,22 @@ def _store_decision(
             if evaluation.escalated:
                 body["reason"] = reason
             PcsRecord.objects.create(
-                tenant=tenant, pcs_id=pcs["pcs_id"], payload_digest=digest,
-                shard_id=pcs["shard_id"], epoch=pcs["epoch"], pcs=pcs, status_code=status,
-                accepted=not evaluation.escalated, escalated=evaluation.escalated, reason=reason,
-                policy_version=params.version, d_hat=evaluation.d_hat, regime=evaluation.regime,
-                budget=evaluation.budget, response=body, audit_entry_id=entry.pk,
+                tenant=tenant,
+                pcs_id=pcs["pcs_id"],
+                payload_digest=digest,
+                shard_id=pcs["shard_id"],
+                epoch=pcs["epoch"],
+                pcs=pcs,
+                status_code=status,
+                accepted=not evaluation.escalated,
+                escalated=evaluation.escalated,
+                reason=reason,
+                policy_version=params.version,
+                d_hat=evaluation.d_hat,
+                regime=evaluation.regime,
+                budget=evaluation.budget,
+                response=body,
+                audit_entry_id=entry.pk,
                 received_at=received_at,
             )
             outcome = StoredOutcome(digest, status, body)
@@ -266,8 +278,13 @@ def _store_decision(
             # The decision is committed; the claim expires and later retries replay from the record.
             logger.warning("ingest.dedup_complete_failed pcs_id=%s", pcs["pcs_id"])
     _count_decision(tenant, evaluation.escalated)
-    logger.info("ingest.decided pcs_id=%s tenant=%s status=%d reason=%s",
-                pcs["pcs_id"], tenant.slug, status, reason or "-")
+    logger.info(
+        "ingest.decided pcs_id=%s tenant=%s status=%d reason=%s",
+        pcs["pcs_id"],
+        tenant.slug,
+        status,
+        reason or "-",
+    )
     return IngestResult(status, body)
 
 

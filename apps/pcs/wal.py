@@ -96,7 +96,7 @@ def _fsync_dir(directory: Path) -> None:
 class _Segment:
     """One open segment file and the group-commit state of its fsyncs."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -148,7 +148,7 @@ class _Segment:
 class WalWriter:
     """The append side of the inbox WAL for one process; thread-safe."""
 
-    def __init__(self, directory: Path, fsync_mode: str, segment_bytes: int, group_window_ms: float):
+    def __init__(self, directory: Path, fsync_mode: str, segment_bytes: int, group_window_ms: float) -> None:
         if fsync_mode not in ("always", "group", "off"):
             raise ValueError(f"unknown fsync mode {fsync_mode!r}")
         self.directory = Path(directory)
@@ -191,9 +191,7 @@ class WalWriter:
             raise WalError(str(exc)) from exc
         return WalRef(segment.path.name, offset)
 
-    def append_request(
-        self, *, body: bytes, tenant_header: str | None, received_at: datetime
-    ) -> WalRef:
+    def append_request(self, *, body: bytes, tenant_header: str | None, received_at: datetime) -> WalRef:
         """Append a request and return once it is as durable as ``WAL_FSYNC`` asks."""
         return self._append(encode_request(body, tenant_header, received_at), durable=True)
 

@@ -6,15 +6,15 @@ that ran is reported with its verdict, so an operator can see why a PCS was deci
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flk_agent import signals
-
 from apps.pcs.errors import IngestError
 from apps.policy.params import PolicyParams
+from flk_agent import signals
 
 
 @dataclass
@@ -40,10 +40,10 @@ def _fail_sanity(field_name: str, detail: str) -> IngestError:
 def sanity_check(pcs: dict[str, Any], *, received_at: datetime, params: PolicyParams) -> list[str]:
     """Refuse physically impossible PCS; return the names of the checks that passed."""
     scales = pcs["scales"]
-    if any(b <= a for a, b in zip(scales, scales[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(scales)):
         raise _fail_sanity("scales", "scales must be strictly increasing")
     counts = [pcs["N_j"][str(s)] for s in scales]
-    if any(b < a for a, b in zip(counts, counts[1:], strict=False)):
+    if any(b < a for a, b in itertools.pairwise(counts)):
         raise _fail_sanity("N_j", "N_j must not decrease as the scale grows")
     dim = len(pcs["v_star"])
     for s, n in zip(scales, counts, strict=True):
@@ -73,21 +73,36 @@ def evaluate(pcs: dict[str, Any], *, params: PolicyParams) -> Evaluation:
 
     d_diff = abs(d - pcs["D_hat"])
     d_ok = d_diff <= params.d_hat_tolerance
-    ev.checks.append({"name": "d_hat_tolerance", "verdict": "pass" if d_ok else "fail",
-                      "detail": f"|Δ|={d_diff:.6f} tol={params.d_hat_tolerance}"})
+    ev.checks.append(
+        {
+            "name": "d_hat_tolerance",
+            "verdict": "pass" if d_ok else "fail",
+            "detail": f"|Δ|={d_diff:.6f} tol={params.d_hat_tolerance}",
+        }
+    )
     if not d_ok:
         ev.escalations.append("d_hat_out_of_tolerance")
 
     reg_ok = reg == pcs["regime"]
-    ev.checks.append({"name": "regime_match", "verdict": "pass" if reg_ok else "fail",
-                      "detail": f"claimed={pcs['regime']} recomputed={reg}"})
+    ev.checks.append(
+        {
+            "name": "regime_match",
+            "verdict": "pass" if reg_ok else "fail",
+            "detail": f"claimed={pcs['regime']} recomputed={reg}",
+        }
+    )
     if not reg_ok:
         ev.escalations.append("regime_mismatch")
 
     b_diff = abs(bud - pcs["budget"])
     b_ok = b_diff <= params.budget_tolerance
-    ev.checks.append({"name": "budget_tolerance", "verdict": "pass" if b_ok else "fail",
-                      "detail": f"|Δ|={b_diff:.6f} tol={params.budget_tolerance}"})
+    ev.checks.append(
+        {
+            "name": "budget_tolerance",
+            "verdict": "pass" if b_ok else "fail",
+            "detail": f"|Δ|={b_diff:.6f} tol={params.budget_tolerance}",
+        }
+    )
     if not b_ok:
         ev.escalations.append("budget_mismatch")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+
 from flk_agent.signals import DEFAULT_PARAMS, SignalParams
 
 DEFAULT_POLICY_VERSION = "1.0.0"

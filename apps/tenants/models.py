@@ -32,3 +32,6 @@ class RateBucket(models.Model):
     refilled_at = models.FloatField(help_text="unix seconds of the last refill")
     day = models.DateField()
     day_count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"bucket of {self.tenant_id}"

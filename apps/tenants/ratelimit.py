@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import redis
-from django.conf import settings
 from django.db import transaction
 
 from apps.tenants.models import RateBucket, Tenant
@@ -66,7 +65,7 @@ def _seconds_to_utc_midnight(now: float) -> tuple[date, float]:
 class RateLimiter:
     """Admission control for one installation; ``clock`` returns unix seconds (tests control it)."""
 
-    def __init__(self, redis_client: redis.Redis | None, clock: Callable[[], float] = time.time):
+    def __init__(self, redis_client: redis.Redis | None, clock: Callable[[], float] = time.time) -> None:
         self._redis = redis_client
         self._script = redis_client.register_script(_LUA) if redis_client is not None else None
         self.clock = clock
@@ -87,9 +86,7 @@ class RateLimiter:
         return self._admit_db(tenant, now, today, to_midnight, burst)
 
     @transaction.atomic
-    def _admit_db(
-        self, tenant: Tenant, now: float, today: date, to_midnight: float, burst: int
-    ) -> Admission:
+    def _admit_db(self, tenant: Tenant, now: float, today: date, to_midnight: float, burst: int) -> Admission:
         bucket, _ = RateBucket.objects.select_for_update().get_or_create(
             tenant=tenant, defaults={"tokens": float(burst), "refilled_at": now, "day": today}
         )

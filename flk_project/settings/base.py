@@ -123,6 +123,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
-from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.celery import *  # noqa: E402,F403
+from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.observability import *  # noqa: E402,F403

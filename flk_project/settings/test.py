@@ -9,6 +9,6 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("PCS_HMAC_KEY", "flk-test-hmac-secret")
 os.environ.setdefault("METRICS_PASS", "test-metrics-pass")
 
-from flk_project.settings.base import *  # noqa: E402,F403
+from flk_project.settings.base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -5,32 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=32)),
-                ('pcs_id', models.CharField(blank=True, max_length=64)),
-                ('status', models.PositiveSmallIntegerField(null=True)),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('policy_version', models.CharField(blank=True, max_length=32)),
-                ('request_digest', models.CharField(blank=True, help_text='hex SHA-256 of the signed payload', max_length=64)),
-                ('actor', models.CharField(max_length=150)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='audit_entries', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=32)),
+                ("pcs_id", models.CharField(blank=True, max_length=64)),
+                ("status", models.PositiveSmallIntegerField(null=True)),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("policy_version", models.CharField(blank=True, max_length=32)),
+                (
+                    "request_digest",
+                    models.CharField(
+                        blank=True, help_text="hex SHA-256 of the signed payload", max_length=64
+                    ),
+                ),
+                ("actor", models.CharField(max_length=150)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="audit_entries",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'audit entries',
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['tenant', 'id'], name='audit_audit_tenant__eac163_idx')],
+                "verbose_name_plural": "audit entries",
+                "ordering": ["id"],
+                "indexes": [models.Index(fields=["tenant", "id"], name="audit_audit_tenant__eac163_idx")],
             },
         ),
     ]

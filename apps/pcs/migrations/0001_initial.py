@@ -5,57 +5,87 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DedupEntry',
+            name="DedupEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pcs_id', models.CharField(max_length=64)),
-                ('payload_digest', models.CharField(max_length=64)),
-                ('state', models.CharField(max_length=8)),
-                ('claim_token', models.CharField(max_length=32)),
-                ('claimed_at', models.DateTimeField()),
-                ('status_code', models.PositiveSmallIntegerField(null=True)),
-                ('response', models.JSONField(null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("pcs_id", models.CharField(max_length=64)),
+                ("payload_digest", models.CharField(max_length=64)),
+                ("state", models.CharField(max_length=8)),
+                ("claim_token", models.CharField(max_length=32)),
+                ("claimed_at", models.DateTimeField()),
+                ("status_code", models.PositiveSmallIntegerField(null=True)),
+                ("response", models.JSONField(null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="tenants.tenant"),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'pcs_id'), name='dedup_entry_tenant_pcs_id_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "pcs_id"), name="dedup_entry_tenant_pcs_id_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PcsRecord',
+            name="PcsRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pcs_id', models.CharField(max_length=64)),
-                ('payload_digest', models.CharField(help_text='hex SHA-256 of the signed payload', max_length=64)),
-                ('shard_id', models.CharField(max_length=256)),
-                ('epoch', models.BigIntegerField()),
-                ('pcs', models.JSONField(help_text='the PCS as parsed')),
-                ('status_code', models.PositiveSmallIntegerField()),
-                ('accepted', models.BooleanField()),
-                ('escalated', models.BooleanField()),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('policy_version', models.CharField(max_length=32)),
-                ('d_hat', models.FloatField(help_text='recomputed D̂')),
-                ('regime', models.CharField(help_text='recomputed regime', max_length=16)),
-                ('budget', models.FloatField(help_text='recomputed budget')),
-                ('response', models.JSONField(help_text='the body answered, replayed verbatim on retries')),
-                ('audit_entry_id', models.BigIntegerField()),
-                ('received_at', models.DateTimeField()),
-                ('decided_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='pcs_records', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("pcs_id", models.CharField(max_length=64)),
+                (
+                    "payload_digest",
+                    models.CharField(help_text="hex SHA-256 of the signed payload", max_length=64),
+                ),
+                ("shard_id", models.CharField(max_length=256)),
+                ("epoch", models.BigIntegerField()),
+                ("pcs", models.JSONField(help_text="the PCS as parsed")),
+                ("status_code", models.PositiveSmallIntegerField()),
+                ("accepted", models.BooleanField()),
+                ("escalated", models.BooleanField()),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("policy_version", models.CharField(max_length=32)),
+                ("d_hat", models.FloatField(help_text="recomputed D̂")),
+                ("regime", models.CharField(help_text="recomputed regime", max_length=16)),
+                ("budget", models.FloatField(help_text="recomputed budget")),
+                ("response", models.JSONField(help_text="the body answered, replayed verbatim on retries")),
+                ("audit_entry_id", models.BigIntegerField()),
+                ("received_at", models.DateTimeField()),
+                ("decided_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="pcs_records",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant', 'decided_at'], name='pcs_pcsreco_tenant__bd112f_idx')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'pcs_id'), name='pcs_record_tenant_pcs_id_uniq')],
+                "indexes": [
+                    models.Index(fields=["tenant", "decided_at"], name="pcs_pcsreco_tenant__bd112f_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "pcs_id"), name="pcs_record_tenant_pcs_id_uniq")
+                ],
             },
         ),
     ]

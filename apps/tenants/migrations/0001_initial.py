@@ -5,37 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Tenant',
+            name="Tenant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('active', models.BooleanField(default=True)),
-                ('rate_per_second', models.FloatField(default=0.0)),
-                ('burst', models.PositiveIntegerField(default=0)),
-                ('daily_quota', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("active", models.BooleanField(default=True)),
+                ("rate_per_second", models.FloatField(default=0.0)),
+                ("burst", models.PositiveIntegerField(default=0)),
+                ("daily_quota", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['slug'],
+                "ordering": ["slug"],
             },
         ),
         migrations.CreateModel(
-            name='RateBucket',
+            name="RateBucket",
             fields=[
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, serialize=False, to='tenants.tenant')),
-                ('tokens', models.FloatField()),
-                ('refilled_at', models.FloatField(help_text='unix seconds of the last refill')),
-                ('day', models.DateField()),
-                ('day_count', models.PositiveIntegerField(default=0)),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        serialize=False,
+                        to="tenants.tenant",
+                    ),
+                ),
+                ("tokens", models.FloatField()),
+                ("refilled_at", models.FloatField(help_text="unix seconds of the last refill")),
+                ("day", models.DateField()),
+                ("day_count", models.PositiveIntegerField(default=0)),
             ],
         ),
     ]

@@ -64,10 +64,7 @@ def theil_sen_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     Plain Python on purpose: PCS carry a handful of scales, where numpy's call overhead dominates.
     """
     slopes = sorted(
-        (ys[j] - ys[i]) / (xs[j] - xs[i])
-        for i in range(len(xs))
-        for j in range(len(xs))
-        if xs[j] > xs[i]
+        (ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(len(xs)) if xs[j] > xs[i]
     )
     if not slopes:
         raise ValueError("at least two distinct x values are needed")
@@ -132,9 +129,7 @@ def regime(coh_star: float, d_hat_value: float, params: SignalParams = DEFAULT_P
     return "mixed"
 
 
-def budget(
-    coh_star: float, d_hat_value: float, r: float, params: SignalParams = DEFAULT_PARAMS
-) -> float:
+def budget(coh_star: float, d_hat_value: float, r: float, params: SignalParams = DEFAULT_PARAMS) -> float:
     """clamp(base + α(1 − r) + β·max(0, D̂ − D0) + γ·coh★, 0, 1)."""
     raw = (
         params.budget_base

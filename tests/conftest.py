@@ -1,0 +1,75 @@
+"""Shared fixtures: the default tenant, a signer, a clean WAL and dedup store, live servers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+
+from apps.pcs import wal
+from apps.pcs.dedup import reset_dedup_store
+from apps.pcs.services import reset_rate_limiter
+from apps.tenants.models import Tenant
+from apps.tenants.selectors import reset_key_cache
+from apps.tenants.services import tenant_ensure_default
+from flk_agent.signing import HmacSigner
+from tests.support.pcs_factory import make_pcs
+
+
+@pytest.fixture(autouse=True)
+def _isolated_stores(settings, tmp_path: Path) -> Iterator[None]:
+    """Each test gets its own WAL directory, an empty Redis database and fresh store clients."""
+    settings.WAL_DIR = tmp_path / "wal"
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    wal.reset_writer()
+    reset_dedup_store()
+    reset_rate_limiter()
+    reset_key_cache()
+    yield
+    wal.reset_writer()
+    reset_dedup_store()
+    reset_rate_limiter()
+    reset_key_cache()
+
+
+@pytest.fixture
+def tenant(db) -> Tenant:
+    """The default tenant of a single-tenant installation."""
+    return tenant_ensure_default()
+
+
+@pytest.fixture
+def signer() -> HmacSigner:
+    """Signs with the default tenant's HMAC secret from the test settings."""
+    return HmacSigner(settings.PCS_HMAC_KEY.encode())
+
+
+@pytest.fixture
+def pcs_factory(signer: HmacSigner):
+    """Build signed PCS: ``pcs_factory(epoch=2, D_hat=...)``."""
+
+    def build(**kwargs: Any) -> dict[str, Any]:
+        return make_pcs(signer, **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def api(live_server, transactional_db, tenant) -> Iterator[httpx.Client]:
+    """An HTTP client to the live test server (real sockets, the same process)."""
+    with httpx.Client(base_url=live_server.url, timeout=10) as client:
+        yield client
+
+
+def submit(client: httpx.Client, pcs: dict[str, Any] | bytes, **headers: str) -> httpx.Response:
+    """POST a PCS (dict or raw bytes) to /v1/pcs/submit."""
+    body = pcs if isinstance(pcs, bytes) else json.dumps(pcs).encode()
+    return client.post(
+        "/v1/pcs/submit", content=body, headers={"Content-Type": "application/json", **headers}
+    )
