@@ -1,7 +1,6 @@
 """gunicorn settings shared by `make run`, the tests and the benchmark; env overrides each value."""
 
 import os
-import shutil
 from pathlib import Path
 
 bind = os.environ.get("FLK_BIND", "127.0.0.1:8000")
@@ -16,10 +15,13 @@ errorlog = "-"
 
 
 def on_starting(server):
-    """Start each run with an empty multiprocess metrics directory (stale files would add up)."""
+    """Make sure the multiprocess metrics directory exists.
+
+    Whoever starts the process group empties it first (stale files would add up): deployments/local/
+    run.sh does, a container gets a fresh emptyDir.
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        shutil.rmtree(directory, ignore_errors=True)
         Path(directory).mkdir(parents=True, exist_ok=True)
 
 

@@ -11,7 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flk_project.settings.base")
 app = Celery("flk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = ("tasks.wal",)
-app.conf.task_routes = {"tasks.wal.*": {"queue": "wal"}}
+app.conf.task_routes = ("tasks.base.route_task",)
 
 
 @app.on_after_finalize.connect

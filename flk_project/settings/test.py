@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/flk")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("PCS_HMAC_KEY", "flk-test-hmac-secret")
 os.environ.setdefault("METRICS_PASS", "test-metrics-pass")
 

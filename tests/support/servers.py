@@ -124,3 +124,41 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         proc.wait(timeout=10)
     except ProcessLookupError:
         pass
+
+
+@contextmanager
+def celery_worker(queues: str, log: Path | None = None, **env: str) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the test broker, consuming ``queues``."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "flk_project",
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            "1",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=server_env(CELERY_BROKER_URL=settings.CELERY_BROKER_URL, **env),
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        kill_group(proc)
+        if log:
+            out.close()

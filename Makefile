@@ -1,0 +1,38 @@
+# FLK: `make run` starts the embedded default; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint format bench services venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt sdk/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+run: venv
+	deployments/local/run.sh
+
+services:
+	deployments/local/ensure-services.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: venv services lint
+	$(BIN)/python -m pytest
+
+bench: venv services
+	$(BIN)/python bench/ingest_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
