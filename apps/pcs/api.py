@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from apps.pcs.errors import IngestError
+from apps.pcs.errors import IngestError, encode_body
 from apps.pcs.parsing import parse_pcs
 from apps.pcs.serializers import DecisionSerializer, ErrorSerializer, PcsSerializer
 from apps.pcs.services import IngestResult, pcs_submit
@@ -20,7 +19,7 @@ from apps.pcs.services import IngestResult, pcs_submit
 
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> HttpResponse:
     response = HttpResponse(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        encode_body(body),
         status=status,
         content_type="application/json",
     )

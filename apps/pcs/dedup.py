@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from apps.pcs.errors import encode_body
 from apps.pcs.models import DedupEntry
 
 ClaimState = Literal["claimed", "pending", "decided"]
@@ -119,7 +120,7 @@ class RedisDedupStore:
         try:
             self._redis.set(
                 self._key(claim.tenant_id, claim.pcs_id),
-                json.dumps(value, separators=(",", ":")),
+                encode_body(value),
                 ex=self._ttl,
             )
         except redis.RedisError as exc:
@@ -166,7 +167,7 @@ class DatabaseDedupStore:
                 pass
             entry = DedupEntry.objects.get(tenant_id=tenant_id, pcs_id=pcs_id)
             if entry.state == DedupEntry.STATE_DECIDED:
-                outcome = StoredOutcome(entry.payload_digest, entry.status_code, entry.response)
+                outcome = StoredOutcome(entry.payload_digest, entry.status_code, json.loads(entry.response))
                 return Claim("decided", tenant_id, pcs_id, outcome=outcome)
             if entry.claimed_at < now - self._claim_timeout:
                 # The claimer died: take the claim over, unless someone else just did.
@@ -188,7 +189,7 @@ class DatabaseDedupStore:
             state=DedupEntry.STATE_DECIDED,
             payload_digest=outcome.digest,
             status_code=outcome.status,
-            response=outcome.body,
+            response=encode_body(outcome.body),
         )
 
     def release(self, claim: Claim) -> None:

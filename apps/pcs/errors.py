@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """The one JSON encoding of answers: compact, UTF-8 kept as is, key order kept.
+
+    Answers are stored in this form and replayed byte for byte.
+    """
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
 
 class IngestError(Exception):
     """A final answer other than a decision: 4xx or 503, with the body DESIGN §3 gives it."""

@@ -28,7 +28,8 @@ class PcsRecord(models.Model):
     d_hat = models.FloatField(help_text="recomputed D̂")
     regime = models.CharField(max_length=16, help_text="recomputed regime")
     budget = models.FloatField(help_text="recomputed budget")
-    response = models.JSONField(help_text="the body answered, replayed verbatim on retries")
+    # Text, not JSON: PostgreSQL's jsonb reorders keys, and replays must be byte-identical.
+    response = models.TextField(help_text="the JSON body answered, replayed verbatim on retries")
     audit_entry_id = models.BigIntegerField()
     received_at = models.DateTimeField()
     decided_at = models.DateTimeField(auto_now_add=True)
@@ -56,7 +57,7 @@ class DedupEntry(models.Model):
     claim_token = models.CharField(max_length=32)
     claimed_at = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True)
-    response = models.JSONField(null=True)
+    response = models.TextField(blank=True)
 
     class Meta:
         constraints = [

@@ -6,6 +6,7 @@ runs ``pcs_ingest``. WAL replay calls ``pcs_ingest`` directly on the records it 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from apps.audit.services import audit_append
 from apps.pcs import metrics, wal
 from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_store
-from apps.pcs.errors import IngestError
+from apps.pcs.errors import IngestError, encode_body
 from apps.pcs.models import PcsRecord
 from apps.pcs.parsing import parse_pcs
 from apps.policy.checks import Evaluation, evaluate, sanity_check
@@ -258,7 +259,7 @@ def _store_decision(
                 d_hat=evaluation.d_hat,
                 regime=evaluation.regime,
                 budget=evaluation.budget,
-                response=body,
+                response=encode_body(body),
                 audit_entry_id=entry.pk,
                 received_at=received_at,
             )
@@ -292,7 +293,7 @@ def _answer_from_record(
     pcs: dict[str, Any], tenant: Tenant, digest: str, claim: Claim, from_wal: bool
 ) -> IngestResult:
     record = PcsRecord.objects.get(tenant=tenant, pcs_id=pcs["pcs_id"])
-    outcome = StoredOutcome(record.payload_digest, record.status_code, record.response)
+    outcome = StoredOutcome(record.payload_digest, record.status_code, json.loads(record.response))
     store = get_dedup_store()
     try:
         store.complete(claim, outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -20,6 +21,11 @@ class VerificationKey:
     key_id: str | None
 
 
+# slug -> (monotonic time of lookup, tenant or None). Every request resolves its tenant, so a short-lived
+# per-process cache saves a query per request; a deactivation takes effect within TENANT_CACHE_SECONDS.
+_tenant_cache: dict[str, tuple[float, Tenant | None]] = {}
+
+
 def tenant_resolve(*, tenant_header: str | None) -> Tenant | None:
     """The tenant a request speaks for, or None when it names no known active tenant.
 
@@ -34,7 +40,15 @@ def tenant_resolve(*, tenant_header: str | None) -> Tenant | None:
         if not tenant_header:
             return None
         slug = tenant_header
-    return Tenant.objects.filter(slug=slug, active=True).first()
+    now = time.monotonic()
+    cached = _tenant_cache.get(slug)
+    if cached is not None and now - cached[0] < settings.TENANT_CACHE_SECONDS:
+        return cached[1]
+    tenant = Tenant.objects.filter(slug=slug, active=True).first()
+    if len(_tenant_cache) > 10_000:  # unknown slugs must not grow it without bound
+        _tenant_cache.clear()
+    _tenant_cache[slug] = (now, tenant)
+    return tenant
 
 
 def _default_key() -> VerificationKey:
@@ -71,6 +85,7 @@ def verification_key_for(*, tenant: Tenant, key_id: str | None) -> VerificationK
 
 
 def reset_key_cache() -> None:
-    """Forget the cached key (tests and key changes)."""
+    """Forget the cached key and tenants (tests, key and tenant changes)."""
     global _cached_key
     _cached_key = None
+    _tenant_cache.clear()

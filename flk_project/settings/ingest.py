@@ -11,6 +11,8 @@ _VAR_DIR = env_path("FLK_VAR_DIR", BASE_DIR / "var")
 REDIS_URL = env_str("REDIS_URL")
 
 MULTI_TENANT = env_bool("MULTI_TENANT", False)
+# How long a process trusts its cached view of a tenant (active flag, limits).
+TENANT_CACHE_SECONDS = env_float("TENANT_CACHE_SECONDS", 5.0)
 DEFAULT_TENANT_ID = env_str("DEFAULT_TENANT_ID", "default")
 
 # Single-tenant signing key (the default tenant's): an HMAC secret or an Ed25519 public key.

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 
 from apps.audit.models import AuditEntry
 from apps.pcs import wal
-from apps.pcs.dedup import get_dedup_store
+from apps.pcs.dedup import get_dedup_store, reset_dedup_store
 from apps.pcs.models import PcsRecord
 from apps.tenants.models import Tenant
 from flk_agent.pcs import compute_pcs_id, payload_digest
@@ -120,7 +121,7 @@ def test_status_table(api, pcs_factory, tenant, settings, row):
         assert all(c["verdict"] in ("pass", "fail") for c in data["checks"])
         assert ("reason" in data) is (row.status == 202)
         record = PcsRecord.objects.get(pcs_id=data["pcs_id"])
-        assert record.status_code == row.status and record.response == data
+        assert record.status_code == row.status and record.response == response.text
     else:
         assert data["error"] == row.error
         assert data["detail"]
@@ -188,7 +189,15 @@ def test_failed_signature_is_not_remembered_so_a_correct_retry_succeeds(api, pcs
     assert submit(api, pcs).status_code == 200
 
 
-def test_replay_returns_the_identical_body_with_the_replayed_header(api, pcs_factory):
+@pytest.fixture(params=["redis", "database"])
+def dedup_backend(request, settings):
+    """Run a test once per production dedup store."""
+    settings.DEDUP_BACKEND = request.param
+    reset_dedup_store()
+    return request.param
+
+
+def test_replay_returns_the_identical_body_with_the_replayed_header(api, pcs_factory, dedup_backend):
     pcs = pcs_factory(epoch=300)
     first = submit(api, pcs)
     assert first.status_code == 200
@@ -207,6 +216,17 @@ def test_replay_returns_the_identical_body_with_the_replayed_header(api, pcs_fac
     assert AuditEntry.objects.count() == 1
 
 
+def test_replay_after_the_hot_store_forgot_comes_from_the_database_byte_for_byte(api, pcs_factory, settings):
+    pcs = pcs_factory(epoch=303)
+    first = submit(api, pcs)
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # the 14-day TTL ran out
+    again = submit(api, pcs)
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert AuditEntry.objects.count() == 1
+
+
 def test_replay_of_an_escalation_replays_202(api, pcs_factory):
     pcs = pcs_factory(epoch=301, D_hat=0.1)
     first = submit(api, pcs)
@@ -215,7 +235,7 @@ def test_replay_of_an_escalation_replays_202(api, pcs_factory):
     assert again.json() == first.json()
 
 
-def test_conflicting_replay_is_422_and_the_first_decision_stands(api, pcs_factory):
+def test_conflicting_replay_is_422_and_the_first_decision_stands(api, pcs_factory, dedup_backend):
     pcs = pcs_factory(epoch=302)
     first = submit(api, pcs).json()
     other = pcs_factory(epoch=302, coh_star=0.5)
@@ -223,7 +243,7 @@ def test_conflicting_replay_is_422_and_the_first_decision_stands(api, pcs_factor
     response = submit(api, other)
     assert response.status_code == 422
     assert response.json()["error"] == "pcs_id_conflict"
-    assert PcsRecord.objects.get().response == first
+    assert json.loads(PcsRecord.objects.get().response) == first
 
 
 def test_dedup_store_down_answers_503_and_keeps_the_request_in_the_wal(api, pcs_factory, settings):
