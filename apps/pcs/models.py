@@ -14,7 +14,8 @@ class PcsRecord(models.Model):
     store says, the database never holds two decisions for one PCS.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="pcs_records")
+    # No index of its own: the unique (tenant, pcs_id) index serves every lookup by tenant.
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="pcs_records", db_index=False)
     pcs_id = models.CharField(max_length=64)
     payload_digest = models.CharField(max_length=64, help_text="hex SHA-256 of the signed payload")
     shard_id = models.CharField(max_length=256)
@@ -50,7 +51,7 @@ class DedupEntry(models.Model):
     STATE_PENDING = "pending"
     STATE_DECIDED = "decided"
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, db_index=False)
     pcs_id = models.CharField(max_length=64)
     payload_digest = models.CharField(max_length=64)
     state = models.CharField(max_length=8)

@@ -17,12 +17,12 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 
-from apps.audit.services import audit_append
 from apps.pcs import metrics, wal
 from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_store
-from apps.pcs.errors import IngestError, encode_body
+from apps.pcs.errors import IngestError
 from apps.pcs.models import PcsRecord
 from apps.pcs.parsing import parse_pcs
+from apps.pcs.records import Decision, decision_insert
 from apps.policy.checks import Evaluation, evaluate, sanity_check
 from apps.policy.params import PolicyParams, policy_for_tenant
 from apps.tenants.models import Tenant
@@ -218,54 +218,40 @@ def _store_decision(
     checks = [{"name": "signature", "verdict": "pass"}]
     checks += [{"name": name, "verdict": "pass"} for name in passed]
     checks += evaluation.checks
+    body: dict[str, Any] = {
+        "pcs_id": pcs["pcs_id"],
+        "accepted": not evaluation.escalated,
+        "escalated": evaluation.escalated,
+        "D_hat": evaluation.d_hat,
+        "budget": evaluation.budget,
+        "regime": evaluation.regime,
+        "policy_version": params.version,
+        "checks": checks,
+    }
+    if evaluation.escalated:
+        body["reason"] = reason
+    decision = Decision(
+        tenant_id=tenant.pk,
+        pcs=pcs,
+        digest=digest,
+        status=status,
+        reason=reason,
+        policy_version=params.version,
+        d_hat=evaluation.d_hat,
+        regime=evaluation.regime,
+        budget=evaluation.budget,
+        received_at=received_at,
+        actor=INGEST_ACTOR,
+    )
     store = get_dedup_store()
     try:
-        with transaction.atomic():
-            entry = audit_append(
-                tenant_id=tenant.pk,
-                kind="decision",
-                actor=INGEST_ACTOR,
-                pcs_id=pcs["pcs_id"],
-                status=status,
-                reason=reason,
-                policy_version=params.version,
-                request_digest=digest,
-            )
-            body: dict[str, Any] = {
-                "pcs_id": pcs["pcs_id"],
-                "accepted": not evaluation.escalated,
-                "escalated": evaluation.escalated,
-                "D_hat": evaluation.d_hat,
-                "budget": evaluation.budget,
-                "regime": evaluation.regime,
-                "policy_version": params.version,
-                "checks": checks,
-                "audit_index": entry.pk,
-            }
-            if evaluation.escalated:
-                body["reason"] = reason
-            PcsRecord.objects.create(
-                tenant=tenant,
-                pcs_id=pcs["pcs_id"],
-                payload_digest=digest,
-                shard_id=pcs["shard_id"],
-                epoch=pcs["epoch"],
-                pcs=pcs,
-                status_code=status,
-                accepted=not evaluation.escalated,
-                escalated=evaluation.escalated,
-                reason=reason,
-                policy_version=params.version,
-                d_hat=evaluation.d_hat,
-                regime=evaluation.regime,
-                budget=evaluation.budget,
-                response=encode_body(body),
-                audit_entry_id=entry.pk,
-                received_at=received_at,
-            )
-            outcome = StoredOutcome(digest, status, body)
-            if store.transactional:
-                store.complete(claim, outcome)
+        if store.transactional:
+            # The claim completes in the decision's transaction: both are kept or neither.
+            with transaction.atomic():
+                decision_insert(decision=decision, body=body)
+                store.complete(claim, StoredOutcome(digest, status, body))
+        else:
+            decision_insert(decision=decision, body=body)
     except IntegrityError:
         # Decided before, and the hot store had forgotten: the warm record is the truth.
         return _answer_from_record(pcs, tenant, digest, claim, from_wal)
@@ -274,7 +260,7 @@ def _store_decision(
         raise _unavailable("the database is unavailable") from exc
     if not store.transactional:
         try:
-            store.complete(claim, outcome)
+            store.complete(claim, StoredOutcome(digest, status, body))
         except DedupUnavailable:
             # The decision is committed; the claim expires and later retries replay from the record.
             logger.warning("ingest.dedup_complete_failed pcs_id=%s", pcs["pcs_id"])
