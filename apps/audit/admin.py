@@ -3,19 +3,11 @@
 from django.contrib import admin
 
 from apps.audit.models import AuditEntry
+from flk_project.admin_readonly import ReadOnlyModelAdmin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "tenant", "kind", "pcs_id", "status", "reason", "policy_version", "created_at")
     list_filter = ("kind", "status", "tenant")
     search_fields = ("pcs_id",)
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False

@@ -3,10 +3,11 @@
 from django.contrib import admin
 
 from apps.pcs.models import PcsRecord
+from flk_project.admin_readonly import ReadOnlyModelAdmin
 
 
 @admin.register(PcsRecord)
-class PcsRecordAdmin(admin.ModelAdmin):
+class PcsRecordAdmin(ReadOnlyModelAdmin):
     list_display = (
         "pcs_id",
         "tenant",
@@ -20,12 +21,3 @@ class PcsRecordAdmin(admin.ModelAdmin):
     list_filter = ("status_code", "escalated", "tenant", "policy_version")
     search_fields = ("pcs_id", "shard_id")
     date_hierarchy = "decided_at"
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False

@@ -27,6 +27,15 @@ class Evaluation:
     checks: list[dict[str, Any]] = field(default_factory=list)
     escalations: list[str] = field(default_factory=list)
 
+    def record(self, name: str, ok: bool, escalation: str, detail: str | None = None) -> None:
+        """Add a check with its verdict; a failed one escalates with ``escalation`` as the reason."""
+        check: dict[str, Any] = {"name": name, "verdict": "pass" if ok else "fail"}
+        if detail is not None:
+            check["detail"] = detail
+        self.checks.append(check)
+        if not ok:
+            self.escalations.append(escalation)
+
     @property
     def escalated(self) -> bool:
         """True when any check asks for a human or a stricter path."""
@@ -70,45 +79,22 @@ def evaluate(pcs: dict[str, Any], *, params: PolicyParams) -> Evaluation:
     reg = signals.regime(pcs["coh_star"], d, params.signals)
     bud = signals.budget(pcs["coh_star"], d, pcs["r"], params.signals)
     ev = Evaluation(d_hat=d, regime=reg, budget=bud)
-
-    d_diff = abs(d - pcs["D_hat"])
-    d_ok = d_diff <= params.d_hat_tolerance
-    ev.checks.append(
-        {
-            "name": "d_hat_tolerance",
-            "verdict": "pass" if d_ok else "fail",
-            "detail": f"|Δ|={d_diff:.6f} tol={params.d_hat_tolerance}",
-        }
+    d_diff, b_diff = abs(d - pcs["D_hat"]), abs(bud - pcs["budget"])
+    ev.record(
+        "d_hat_tolerance",
+        d_diff <= params.d_hat_tolerance,
+        "d_hat_out_of_tolerance",
+        f"|Δ|={d_diff:.6f} tol={params.d_hat_tolerance}",
     )
-    if not d_ok:
-        ev.escalations.append("d_hat_out_of_tolerance")
-
-    reg_ok = reg == pcs["regime"]
-    ev.checks.append(
-        {
-            "name": "regime_match",
-            "verdict": "pass" if reg_ok else "fail",
-            "detail": f"claimed={pcs['regime']} recomputed={reg}",
-        }
+    ev.record(
+        "regime_match", reg == pcs["regime"], "regime_mismatch", f"claimed={pcs['regime']} recomputed={reg}"
     )
-    if not reg_ok:
-        ev.escalations.append("regime_mismatch")
-
-    b_diff = abs(bud - pcs["budget"])
-    b_ok = b_diff <= params.budget_tolerance
-    ev.checks.append(
-        {
-            "name": "budget_tolerance",
-            "verdict": "pass" if b_ok else "fail",
-            "detail": f"|Δ|={b_diff:.6f} tol={params.budget_tolerance}",
-        }
+    ev.record(
+        "budget_tolerance",
+        b_diff <= params.budget_tolerance,
+        "budget_mismatch",
+        f"|Δ|={b_diff:.6f} tol={params.budget_tolerance}",
     )
-    if not b_ok:
-        ev.escalations.append("budget_mismatch")
-
     if params.escalate_degraded:
-        degraded = pcs["ft"]["degraded"]
-        ev.checks.append({"name": "not_degraded", "verdict": "fail" if degraded else "pass"})
-        if degraded:
-            ev.escalations.append("agent_degraded")
+        ev.record("not_degraded", not pcs["ft"]["degraded"], "agent_degraded")
     return ev
