@@ -29,7 +29,7 @@ def sign_pcs(pcs: dict[str, Any], signer: Signer) -> dict[str, Any]:
 def build_pcs(
     *,
     points: np.ndarray,
-    raw: bytes,
+    raw: bytes | None = None,
     shard_id: str,
     epoch: int,
     seed: int,
@@ -45,7 +45,12 @@ def build_pcs(
     """Compute every signal of a PCS from the agent's data and sign it.
 
     The Merkle root covers ``events`` when given (one leaf per event), else ``raw`` in 1 KiB chunks.
+    ``r`` is the compressibility of ``raw``; without ``raw`` the events are joined with newlines.
     """
+    if raw is None:
+        if events is None:
+            raise ValueError("give raw bytes, events, or both")
+        raw = b"\n".join(events)
     root = merkle.merkle_root(events).hex() if events is not None else merkle.merkle_root_hex_of_raw(raw)
     n_j = signals.box_counts(points, scales)
     d = signals.d_hat(scales, n_j)

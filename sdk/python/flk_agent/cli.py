@@ -1,24 +1,53 @@
-"""The ``flk-agent`` command line."""
+"""The ``flk-agent`` command line.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad usage or input; 3 server unreachable (demo);
+4 at least one PCS ended in the dead-letter file; 5 the outbox is used by another process.
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import itertools
 import json
 import os
+import secrets
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
+from tqdm import tqdm
 
+from flk_agent.builder import build_pcs
 from flk_agent.client import FlkClient
+from flk_agent.delivery import DeliveryReport, RetryPolicy, deliver_pending
 from flk_agent.demo import demo_cases
+from flk_agent.inputs import load_points
+from flk_agent.outbox import DEAD, PENDING, Outbox, OutboxLocked
+from flk_agent.signals import DEFAULT_SCALES
 from flk_agent.signing import Ed25519Signer, HmacSigner, Signer
+from flk_agent.stream import Checkpoint, window_pcs, windows_by_count, windows_by_time
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_DEAD_LETTERED = 4
+EXIT_OUTBOX_LOCKED = 5
+
+
+class UsageError(Exception):
+    """Bad arguments or unreadable input: exit code 2."""
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
+
+
+def _progress(args: argparse.Namespace, **kwargs: Any) -> tqdm:
+    return tqdm(disable=args.json or not sys.stderr.isatty(), file=sys.stderr, **kwargs)
 
 
 def _signer(args: argparse.Namespace) -> Signer:
@@ -30,10 +59,208 @@ def _signer(args: argparse.Namespace) -> Signer:
         if args.key_file:
             secret = Path(args.key_file).read_text().strip()
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"flk-agent: cannot read the key: {exc}") from exc
+        raise UsageError(f"cannot read the key: {exc}") from exc
     if not secret:
-        raise SystemExit("flk-agent: give --key-file, --ed25519-seed-file or set FLK_HMAC_KEY")
+        raise UsageError("give --key-file, --ed25519-seed-file or set FLK_HMAC_KEY")
     return HmacSigner(secret.encode(), args.key_id)
+
+
+def _scales(text: str) -> tuple[int, ...]:
+    try:
+        scales = tuple(int(s) for s in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("scales are comma-separated integers") from exc
+    if len(scales) < 2 or any(b <= a for a, b in itertools.pairwise(scales)) or scales[0] < 2:
+        raise argparse.ArgumentTypeError("scales must be at least two increasing integers >= 2")
+    return scales
+
+
+def _write_secret(path: Path, content: str, *, force: bool, mode: int = 0o600) -> None:
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; use --force to overwrite it")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content + "\n")
+    os.chmod(path, mode)  # O_CREAT's mode does not apply to an existing file
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.alg == "hmac":
+        _write_secret(out, secrets.token_urlsafe(32), force=args.force)
+        _emit(
+            args,
+            {"alg": "hmac", "secret_file": str(out)},
+            f"HMAC secret written to {out} (mode 0600). Give the same value to the server as PCS_HMAC_KEY.",
+        )
+        return EXIT_OK
+    seed = secrets.token_bytes(32)
+    public = base64.b64encode(Ed25519Signer.from_seed(seed).public_key_bytes()).decode()
+    key_path, pub_path = out.with_suffix(".key"), out.with_suffix(".pub")
+    _write_secret(key_path, seed.hex(), force=args.force)
+    _write_secret(pub_path, public, force=args.force, mode=0o644)
+    _emit(
+        args,
+        {
+            "alg": "ed25519",
+            "private_key_file": str(key_path),
+            "public_key_file": str(pub_path),
+            "public_key_b64": public,
+        },
+        f"Ed25519 private key seed written to {key_path} (mode 0600)\n"
+        f"public key written to {pub_path}; give it to the server as PCS_ED25519_PUB_B64={public}",
+    )
+    return EXIT_OK
+
+
+def _cmd_compute(args: argparse.Namespace) -> int:
+    try:
+        points = load_points(args.points)
+        raw = Path(args.raw).read_bytes() if args.raw else None
+        events = (
+            [line.encode() for line in Path(args.events).read_text(encoding="utf-8").splitlines() if line]
+            if args.events
+            else None
+        )
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    if raw is None and events is None:
+        raise UsageError("give --raw, --events or both")
+    if raw == b"" and events is None:
+        raise UsageError("--raw is empty: r is undefined for empty data")
+    pcs = build_pcs(
+        points=points,
+        raw=raw,
+        events=events,
+        shard_id=args.shard,
+        epoch=args.epoch,
+        seed=args.seed,
+        signer=_signer(args),
+        scales=args.scales,
+    )
+    text = json.dumps(pcs, indent=2, ensure_ascii=False)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _delivery_summary(args: argparse.Namespace, report: DeliveryReport, outbox: Outbox) -> int:
+    counts = outbox.counts()
+    data = {
+        "acked": report.acked,
+        "dead": report.dead,
+        "attempts": report.attempts,
+        "outbox": counts,
+        "results": [{"pcs_id": p, "status": s, "outcome": o} for p, s, o in report.results],
+    }
+    lines = [f"{o:<9} {s if s is not None else '-':<4} {p}" for p, s, o in report.results]
+    lines.append(
+        f"acked {report.acked}, dead-lettered {report.dead}, attempts {report.attempts}; "
+        f"outbox: {counts[PENDING]} pending, {counts[DEAD]} dead"
+    )
+    _emit(args, data, "\n".join(lines))
+    return EXIT_DEAD_LETTERED if report.dead else EXIT_OK
+
+
+def _policy(args: argparse.Namespace) -> RetryPolicy:
+    return RetryPolicy(max_attempts=args.max_attempts, cap_seconds=args.backoff_cap)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    files: list[Path] = []
+    for name in args.paths:
+        path = Path(name)
+        files += sorted(path.glob("*.json")) if path.is_dir() else [path]
+    pcs_list = []
+    for path in files:
+        try:
+            pcs_list.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: {exc}") from exc
+    with Outbox(args.outbox) as outbox, FlkClient(args.url, tenant=args.tenant) as client:
+        for pcs in pcs_list:
+            outbox.put(pcs)
+        bar = _progress(args, total=sum(1 for _ in outbox.pending()), unit="pcs", desc="submit")
+        report = deliver_pending(outbox, client, policy=_policy(args), on_progress=lambda r, o: bar.update())
+        bar.close()
+        return _delivery_summary(args, report, outbox)
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    signer = _signer(args)
+    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    total = DeliveryReport()
+    with source, Outbox(args.outbox) as outbox, FlkClient(args.url, tenant=args.tenant) as client:
+        checkpoint = Checkpoint(outbox.directory, args.shard)
+        done = checkpoint.last_epoch()
+        if args.window_seconds:
+            windows = windows_by_time(source, seconds=args.window_seconds)
+        else:
+            windows = windows_by_count(source, count=args.window_count, epoch_start=args.epoch_start)
+        bar = _progress(args, unit="epoch", desc=f"stream {args.shard}")
+        # A restarted agent first resends what it had stored but not delivered.
+        _accumulate(total, deliver_pending(outbox, client, policy=_policy(args)))
+        for window in windows:
+            if done is not None and window.epoch <= done:
+                continue  # already in the outbox before a restart
+            outbox.put(window_pcs(window, shard_id=args.shard, signer=signer, scales=args.scales))
+            checkpoint.save(window.epoch)
+            if not args.no_send:
+                _accumulate(total, deliver_pending(outbox, client, policy=_policy(args)))
+            bar.update()
+        bar.close()
+        return _delivery_summary(args, total, outbox)
+
+
+def _accumulate(total: DeliveryReport, part: DeliveryReport) -> None:
+    total.acked += part.acked
+    total.dead += part.dead
+    total.attempts += part.attempts
+    total.results += part.results
+
+
+def _cmd_outbox(args: argparse.Namespace) -> int:
+    with Outbox(args.outbox) as outbox:
+        if args.action == "retry-dead":
+            moved = outbox.retry_dead()
+            _emit(args, {"moved_to_pending": moved}, f"{moved} dead-lettered PCS sent back to pending")
+        elif args.action == "compact":
+            removed = outbox.compact(horizon_seconds=args.horizon_hours * 3600)
+            _emit(
+                args,
+                {"removed": removed, "outbox": outbox.counts()},
+                f"removed {removed} acked records older than {args.horizon_hours} h",
+            )
+        else:
+            counts = outbox.counts()
+            troubles = [
+                {
+                    "seq": r.seq,
+                    "pcs_id": r.pcs_id,
+                    "state": r.state,
+                    "attempts": r.attempts,
+                    "last_status": r.last_status,
+                    "reason": r.dead_reason or r.last_error,
+                }
+                for r in outbox.records.values()
+                if r.state != "acked"
+            ]
+            lines = [
+                f"outbox {outbox.directory}: {counts['pending']} pending, {counts['acked']} acked, "
+                f"{counts['dead']} dead"
+            ]
+            lines += [
+                f"  #{t['seq']} {t['state']:<8} {t['pcs_id'][:16]}… attempts={t['attempts']} "
+                f"last={t['last_status']} {t['reason'] or ''}"
+                for t in troubles
+            ]
+            _emit(args, {"directory": str(outbox.directory), **counts, "records": troubles}, "\n".join(lines))
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -56,10 +283,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except httpx.TransportError as exc:
         print(f"flk-agent: cannot reach {args.url}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    print(f"shard {shard} -> {args.url}")
+    lines = [f"shard {shard} -> {args.url}"]
     for row in rows:
         body = row["body"]
         if row["status"] in (200, 202):
@@ -71,22 +295,105 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         else:
             summary = f"error={body.get('error')} detail={body.get('detail')}"
         replay = " [Idempotent-Replayed]" if row["replayed"] else ""
-        print(f"{row['status']}{replay}  {row['case']:<40} expected {row['expected']}\n      {summary}")
+        lines.append(
+            f"{row['status']}{replay}  {row['case']:<40} expected {row['expected']}\n      {summary}"
+        )
+    _emit(args, rows, "\n".join(lines))
     return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key-file", help="file holding the HMAC secret (or set FLK_HMAC_KEY)")
+    parser.add_argument("--ed25519-seed-file", help="file holding a hex Ed25519 private key seed")
+    parser.add_argument("--key-id", help="key_id to put in each PCS")
+
+
+def _send_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("FLK_URL", "http://127.0.0.1:8000"),
+        help="FLK server base URL (env FLK_URL)",
+    )
+    parser.add_argument("--tenant", default=os.environ.get("FLK_TENANT"), help="X-Tenant-Id (env FLK_TENANT)")
+    parser.add_argument(
+        "--outbox",
+        default=os.environ.get("FLK_OUTBOX", "flk-outbox"),
+        help="outbox directory (env FLK_OUTBOX; default ./flk-outbox)",
+    )
+    parser.add_argument("--max-attempts", type=int, default=12, help="retry budget per PCS")
+    parser.add_argument("--backoff-cap", type=float, default=30.0, help="longest backoff, seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="flk-agent", description="FLK agent: sign and send PCS")
+    parser = argparse.ArgumentParser(prog="flk-agent", description="FLK agent: compute, sign and deliver PCS")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="send synthetic PCS that show every kind of answer")
-    demo.add_argument("--url", default="http://127.0.0.1:8000", help="FLK server base URL")
-    demo.add_argument("--key-file", help="file holding the HMAC secret (make run prints its path)")
-    demo.add_argument("--ed25519-seed-file", help="file holding a hex Ed25519 private key seed")
-    demo.add_argument("--key-id", help="key_id to put in each PCS")
-    demo.add_argument("--tenant", help="X-Tenant-Id header")
+
+    keygen = sub.add_parser("keygen", parents=[common], help="create an HMAC secret or an Ed25519 key pair")
+    keygen.add_argument("--alg", choices=["hmac", "ed25519"], default="ed25519")
+    keygen.add_argument(
+        "--out", required=True, help="secret file (hmac) or path stem for .key/.pub (ed25519)"
+    )
+    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+    keygen.set_defaults(func=_cmd_keygen)
+
+    compute = sub.add_parser(
+        "compute", parents=[common], help="compute and sign a PCS from points and raw data"
+    )
+    compute.add_argument("--points", required=True, help="point cloud: .csv, .npy or .jsonl")
+    compute.add_argument("--raw", help="raw data file (compressibility r; Merkle leaves as 1 KiB chunks)")
+    compute.add_argument("--events", help="JSONL file: one Merkle leaf per line (instead of raw chunks)")
+    compute.add_argument("--shard", required=True)
+    compute.add_argument("--epoch", type=int, required=True)
+    compute.add_argument("--seed", type=int, default=0)
+    compute.add_argument("--scales", type=_scales, default=DEFAULT_SCALES, help="e.g. 2,4,8,16,32")
+    compute.add_argument("--out", help="write the PCS here instead of stdout")
+    _key_options(compute)
+    compute.set_defaults(func=_cmd_compute)
+
+    submit = sub.add_parser(
+        "submit", parents=[common], help="deliver PCS files (or directories of *.json) through the outbox"
+    )
+    submit.add_argument("paths", nargs="+")
+    _send_options(submit)
+    submit.set_defaults(func=_cmd_submit)
+
+    stream = sub.add_parser(
+        "stream", parents=[common], help="window a JSONL event stream into epochs and deliver them"
+    )
+    stream.add_argument("--input", default="-", help="JSONL events file, or - for stdin")
+    stream.add_argument("--shard", required=True)
+    group = stream.add_mutually_exclusive_group()
+    group.add_argument("--window-count", type=int, default=100, help="events per epoch (default 100)")
+    group.add_argument("--window-seconds", type=float, help="epoch length by the events' 'ts' field")
+    stream.add_argument("--epoch-start", type=int, default=1)
+    stream.add_argument("--scales", type=_scales, default=DEFAULT_SCALES)
+    stream.add_argument("--no-send", action="store_true", help="only fill the outbox")
+    _key_options(stream)
+    _send_options(stream)
+    stream.set_defaults(func=_cmd_stream)
+
+    outbox = sub.add_parser("outbox", parents=[common], help="inspect or repair the outbox")
+    outbox.add_argument("action", choices=["status", "retry-dead", "compact"])
+    outbox.add_argument("--outbox", default=os.environ.get("FLK_OUTBOX", "flk-outbox"))
+    outbox.add_argument(
+        "--horizon-hours",
+        type=float,
+        default=168.0,
+        help="compact: drop acked records older than this (default 7 days)",
+    )
+    outbox.set_defaults(func=_cmd_outbox)
+
+    demo = sub.add_parser("demo", parents=[common], help="send synthetic PCS that show every kind of answer")
+    demo.add_argument("--url", default=os.environ.get("FLK_URL", "http://127.0.0.1:8000"))
+    demo.add_argument("--tenant", default=os.environ.get("FLK_TENANT"))
     demo.add_argument("--shard", help="shard_id (default: a fresh random one)")
-    demo.add_argument("--json", action="store_true", help="machine-readable output")
+    _key_options(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -94,7 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flk-agent`` script."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"flk-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OutboxLocked as exc:
+        print(f"flk-agent: {exc}", file=sys.stderr)
+        return EXIT_OUTBOX_LOCKED
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

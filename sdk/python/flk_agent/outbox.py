@@ -1,0 +1,291 @@
+"""The agent's outbox WAL (DESIGN §4): nothing is sent that is not on disk first.
+
+A directory holding ``outbox.log``, ``dead-letter.jsonl`` and ``outbox.lock``. The log is append-only
+JSON lines, each prefixed with its CRC-32 (``<8 hex> <json>\\n``), so a line torn by a crash is detected
+and dropped. Records:
+
+- ``put``: a PCS entered the outbox (fsynced before ``put`` returns, so before it is ever sent);
+- ``attempt``: a send and what came back (not fsynced: it is information, not state);
+- ``ack``: the server decided it (200 or 202, replayed or not);
+- ``dead``: a permanent refusal or an exhausted retry budget, with the reason (also copied to
+  ``dead-letter.jsonl`` for people);
+- ``retry``: an operator sent a dead record back to pending (``flk-agent outbox retry-dead``).
+
+One process at a time: the outbox holds an exclusive ``flock`` on ``outbox.lock`` while open, and a
+second process gets ``OutboxLocked`` naming the holder, instead of two senders racing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG_NAME = "outbox.log"
+DEAD_LETTER_NAME = "dead-letter.jsonl"
+LOCK_NAME = "outbox.lock"
+
+PENDING = "pending"
+ACKED = "acked"
+DEAD = "dead"
+
+
+class OutboxLocked(RuntimeError):
+    """Another process has this outbox open."""
+
+
+@dataclass
+class OutboxRecord:
+    """One PCS in the outbox and what has happened to it."""
+
+    seq: int
+    pcs: dict[str, Any]
+    state: str = PENDING
+    put_at: float = 0.0
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    acked_at: float | None = None
+    dead_reason: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pcs_id(self) -> str:
+        """The PCS's id."""
+        return self.pcs["pcs_id"]
+
+
+def _encode(entry: dict[str, Any]) -> bytes:
+    text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+    return f"{zlib.crc32(text.encode()):08x} {text}\n".encode()
+
+
+def _decode_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """Whole, CRC-valid lines and the byte length they cover; stops at the first torn one."""
+    entries: list[dict[str, Any]] = []
+    pos = 0
+    while True:
+        end = data.find(b"\n", pos)
+        if end < 0:
+            break
+        line = data[pos:end]
+        crc, _, text = line.partition(b" ")
+        try:
+            if int(crc, 16) != zlib.crc32(text):
+                break
+            entries.append(json.loads(text))
+        except ValueError:
+            break
+        pos = end + 1
+    return entries, pos
+
+
+class Outbox:
+    """An open outbox; use as a context manager so the lock is always released."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, clock: Any = time.time) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._lock_fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._lock_fd)
+            raise OutboxLocked(
+                f"outbox {self.directory} is in use by another process (pid {holder}); "
+                "one outbox serves one agent process at a time"
+            ) from None
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, str(os.getpid()).encode(), 0)
+        self.records: dict[int, OutboxRecord] = {}
+        self._load()
+        self._log = open(self.directory / LOG_NAME, "ab")  # noqa: SIM115 - closed in close()
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        path = self.directory / LOG_NAME
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        entries, valid = _decode_lines(data)
+        if valid < len(data):
+            # A torn last line: the write it belonged to never returned, so nothing depended on it.
+            with open(path, "r+b") as fh:
+                fh.truncate(valid)
+                os.fsync(fh.fileno())
+        for entry in entries:
+            self._apply(entry)
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        op, seq = entry["op"], entry["seq"]
+        if op == "put":
+            self.records[seq] = OutboxRecord(seq=seq, pcs=entry["pcs"], put_at=entry["at"])
+            return
+        record = self.records.get(seq)
+        if record is None:  # compacted away
+            return
+        if op == "attempt":
+            record.attempts += 1
+            record.last_status = entry.get("status")
+            record.last_error = entry.get("error")
+            record.history.append(entry)
+        elif op == "ack":
+            record.state, record.acked_at = ACKED, entry["at"]
+            record.last_status = entry["status"]
+        elif op == "dead":
+            record.state, record.dead_reason = DEAD, entry["reason"]
+        elif op == "retry":
+            record.state, record.dead_reason, record.attempts = PENDING, None, 0
+
+    def _append(self, entry: dict[str, Any], *, durable: bool) -> None:
+        self._log.write(_encode(entry))
+        self._log.flush()
+        if durable:
+            os.fsync(self._log.fileno())
+        self._apply(entry)
+
+    # -- operations -------------------------------------------------------------------------------
+
+    def put(self, pcs: dict[str, Any]) -> OutboxRecord:
+        """Store a PCS durably (fsync) and return its record; it is pending until acked."""
+        seq = max(self.records, default=0) + 1
+        self._append({"op": "put", "seq": seq, "at": self._clock(), "pcs": pcs}, durable=True)
+        return self.records[seq]
+
+    def record_attempt(
+        self,
+        record: OutboxRecord,
+        *,
+        status: int | None,
+        error: str | None = None,
+        retry_after: float | None = None,
+        waited: float | None = None,
+    ) -> None:
+        """Note one send and its outcome."""
+        entry: dict[str, Any] = {"op": "attempt", "seq": record.seq, "at": self._clock(), "status": status}
+        if error:
+            entry["error"] = error
+        if retry_after is not None:
+            entry["retry_after"] = retry_after
+        if waited is not None:
+            entry["waited"] = waited
+        self._append(entry, durable=False)
+
+    def ack(self, record: OutboxRecord, status: int) -> None:
+        """The server decided the PCS: it will not be sent again."""
+        self._append({"op": "ack", "seq": record.seq, "at": self._clock(), "status": status}, durable=True)
+
+    def dead_letter(
+        self, record: OutboxRecord, reason: str, *, status: int | None = None, detail: str | None = None
+    ) -> None:
+        """Stop sending a PCS and say why, in the log and in the dead-letter file."""
+        now = self._clock()
+        self._append({"op": "dead", "seq": record.seq, "at": now, "reason": reason}, durable=True)
+        with open(self.directory / DEAD_LETTER_NAME, "a", encoding="utf-8") as fh:
+            fh.write(
+                json.dumps(
+                    {
+                        "seq": record.seq,
+                        "pcs_id": record.pcs_id,
+                        "at": now,
+                        "reason": reason,
+                        "status": status,
+                        "detail": detail,
+                        "pcs": record.pcs,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def retry_dead(self) -> int:
+        """Send every dead-lettered PCS back to pending; return how many."""
+        dead = [r for r in self.records.values() if r.state == DEAD]
+        for record in dead:
+            self._append({"op": "retry", "seq": record.seq, "at": self._clock()}, durable=True)
+        return len(dead)
+
+    def pending(self) -> Iterator[OutboxRecord]:
+        """Pending records, oldest first."""
+        return iter(sorted((r for r in self.records.values() if r.state == PENDING), key=lambda r: r.seq))
+
+    def counts(self) -> dict[str, int]:
+        """How many records are pending, acked and dead."""
+        out = {PENDING: 0, ACKED: 0, DEAD: 0}
+        for record in self.records.values():
+            out[record.state] += 1
+        return out
+
+    def compact(self, *, horizon_seconds: float) -> int:
+        """Rewrite the log without records acked longer than ``horizon_seconds`` ago; return how many.
+
+        Pending and dead records, and recently acked ones, are kept with their history. The new log is
+        written beside the old one, fsynced and renamed over it, so a crash leaves one or the other.
+        """
+        cutoff = self._clock() - horizon_seconds
+        drop = {s for s, r in self.records.items() if r.state == ACKED and (r.acked_at or 0) < cutoff}
+        if not drop:
+            return 0
+        tmp = self.directory / (LOG_NAME + ".compact")
+        with open(tmp, "wb") as fh:
+            for seq in sorted(set(self.records) - drop):
+                fh.write(b"".join(_encode(e) for e in self._entries_of(self.records[seq])))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._log.close()
+        os.replace(tmp, self.directory / LOG_NAME)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        for seq in drop:
+            del self.records[seq]
+        self._log = open(self.directory / LOG_NAME, "ab")  # noqa: SIM115
+        return len(drop)
+
+    @staticmethod
+    def _entries_of(record: OutboxRecord) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = [
+            {"op": "put", "seq": record.seq, "at": record.put_at, "pcs": record.pcs}
+        ]
+        entries += record.history
+        if record.state == ACKED:
+            entries.append(
+                {"op": "ack", "seq": record.seq, "at": record.acked_at, "status": record.last_status}
+            )
+        elif record.state == DEAD:
+            entries.append(
+                {
+                    "op": "dead",
+                    "seq": record.seq,
+                    "at": record.acked_at or record.put_at,
+                    "reason": record.dead_reason,
+                }
+            )
+        return entries
+
+    def close(self) -> None:
+        """Close the log and release the lock."""
+        if self._lock_fd < 0:
+            return
+        self._log.close()
+        os.close(self._lock_fd)  # releases the flock
+        self._lock_fd = -1
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
