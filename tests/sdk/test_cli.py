@@ -1,0 +1,142 @@
+"""The flk-agent command line: keys, compute from each input format, submit, stream, outbox."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from apps.pcs.models import PcsRecord
+from flk_agent.cli import main
+from flk_agent.pcs import payload_digest
+from flk_agent.signing import Ed25519Signer, verify_signature
+
+
+def run(capsys, *argv: str) -> tuple[int, dict | list | str]:
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    try:
+        return code, json.loads(out)
+    except ValueError:
+        return code, out
+
+
+def test_keygen_writes_private_files_0600_and_refuses_to_overwrite(tmp_path, capsys):
+    code, info = run(capsys, "keygen", "--alg", "ed25519", "--out", str(tmp_path / "agent"), "--json")
+    assert code == 0
+    key, pub = tmp_path / "agent.key", tmp_path / "agent.pub"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    signer = Ed25519Signer.from_seed(bytes.fromhex(key.read_text().strip()))
+    assert info["public_key_b64"] == pub.read_text().strip()
+    import base64
+
+    assert base64.b64decode(info["public_key_b64"]) == signer.public_key_bytes()
+    code, _ = run(capsys, "keygen", "--alg", "hmac", "--out", str(tmp_path / "h.key"))
+    assert code == 0 and stat.S_IMODE((tmp_path / "h.key").stat().st_mode) == 0o600
+    assert main(["keygen", "--alg", "hmac", "--out", str(tmp_path / "h.key")]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "npy", "jsonl"])
+def test_compute_reads_every_point_format_and_signs(tmp_path, capsys, fmt):
+    points = np.random.default_rng(3).random((300, 2))
+    path = tmp_path / f"points.{fmt}"
+    if fmt == "csv":
+        path.write_text("x,y\n" + "\n".join(f"{float(x)!r},{float(y)!r}" for x, y in points))
+    elif fmt == "npy":
+        np.save(path, points)
+    else:
+        path.write_text("\n".join(json.dumps({"point": [float(v) for v in p]}) for p in points))
+    (tmp_path / "raw.bin").write_bytes(b"abc" * 500)
+    (tmp_path / "key").write_text(settings.PCS_HMAC_KEY)
+    code, pcs = run(
+        capsys,
+        "compute",
+        "--points",
+        str(path),
+        "--raw",
+        str(tmp_path / "raw.bin"),
+        "--shard",
+        "cli",
+        "--epoch",
+        "3",
+        "--key-file",
+        str(tmp_path / "key"),
+    )
+    assert code == 0
+    assert pcs["epoch"] == 3 and pcs["N_j"]["2"] == 4
+    assert verify_signature("hmac", settings.PCS_HMAC_KEY.encode(), payload_digest(pcs), pcs["sig"])
+
+
+def test_compute_refuses_unreadable_input_with_exit_2(tmp_path, capsys):
+    (tmp_path / "p.txt").write_text("1,2")
+    assert (
+        main(
+            [
+                "compute",
+                "--points",
+                str(tmp_path / "p.txt"),
+                "--raw",
+                str(tmp_path / "p.txt"),
+                "--shard",
+                "s",
+                "--epoch",
+                "1",
+                "--key-file",
+                str(tmp_path / "p.txt"),
+            ]
+        )
+        == 2
+    )
+    assert "unknown point format" in capsys.readouterr().err
+
+
+def test_submit_a_directory_then_status(live_server, transactional_db, tenant, pcs_factory, tmp_path, capsys):
+    folder = tmp_path / "pcs"
+    folder.mkdir()
+    for epoch in (1, 2):
+        (folder / f"{epoch}.json").write_text(json.dumps(pcs_factory(epoch=epoch)))
+    bad = pcs_factory(epoch=3)
+    bad["r"] = 0.5  # after signing
+    (folder / "3.json").write_text(json.dumps(bad))
+    outbox = str(tmp_path / "outbox")
+    code, report = run(capsys, "submit", str(folder), "--url", live_server.url, "--outbox", outbox, "--json")
+    assert code == 4  # one was dead-lettered
+    assert (report["acked"], report["dead"]) == (2, 1)
+    assert PcsRecord.objects.count() == 2
+    code, status = run(capsys, "outbox", "status", "--outbox", outbox, "--json")
+    assert (status["pending"], status["acked"], status["dead"]) == (0, 2, 1)
+    assert status["records"][0]["reason"] == "invalid_signature"
+
+
+def test_stream_by_time_windows_uses_event_timestamps(
+    live_server, transactional_db, tenant, tmp_path, capsys, monkeypatch
+):
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(json.dumps({"ts": 100 + i * 0.5, "point": [i % 7, i % 5]}) for i in range(40))
+    )
+    (tmp_path / "key").write_text(settings.PCS_HMAC_KEY)
+    args = [
+        "stream",
+        "--input",
+        str(events),
+        "--shard",
+        "timed",
+        "--window-seconds",
+        "5",
+        "--url",
+        live_server.url,
+        "--outbox",
+        str(tmp_path / "outbox"),
+        "--key-file",
+        str(tmp_path / "key"),
+        "--json",
+    ]
+    code, report = run(capsys, *args)
+    assert code == 0 and report["acked"] == 4  # ts 100..119.5 in 5 s buckets: epochs 20..23
+    assert sorted(PcsRecord.objects.values_list("epoch", flat=True)) == [20, 21, 22, 23]
+    code, again = run(capsys, *args)  # a restart skips what is already in the outbox
+    assert code == 0 and again["attempts"] == 0
