@@ -13,7 +13,7 @@ def test_admin_login_page_is_branded(client, db):
 
 def test_decisions_are_listed_read_only_for_staff(client, db, tenant):
     User.objects.create_superuser("ops", "ops@example.com", "pw-ops-1234")
-    client.login(username="ops", password="pw-ops-1234")
+    client.force_login(User.objects.get(username="ops"))
     listing = client.get("/admin/pcs/pcsrecord/")
     assert listing.status_code == 200
     assert client.get("/admin/pcs/pcsrecord/add/").status_code == 403

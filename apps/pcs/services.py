@@ -27,7 +27,7 @@ from apps.policy.checks import Evaluation, evaluate, sanity_check
 from apps.policy.params import PolicyParams, policy_for_tenant
 from apps.tenants.models import Tenant
 from apps.tenants.ratelimit import RateLimiter, retry_after_header
-from apps.tenants.selectors import tenant_resolve, verification_key_for
+from apps.tenants.selectors import tenant_resolve, verification_keys_for
 from flk_agent.pcs import payload_digest
 from flk_agent.signing import verify_signature
 
@@ -143,14 +143,17 @@ def _authenticate(pcs: dict[str, Any], tenant_header: str | None, from_wal: bool
     return tenant
 
 
-def _verify_signature(pcs: dict[str, Any], tenant: Tenant) -> bytes:
-    key = verification_key_for(tenant=tenant, key_id=pcs.get("key_id"))
+def _verify_signature(pcs: dict[str, Any], tenant: Tenant, received_at: datetime) -> bytes:
+    try:
+        keys = verification_keys_for(tenant=tenant, key_id=pcs.get("key_id"), at=received_at)
+    except DatabaseError as exc:
+        raise _unavailable("the key store is unavailable") from exc
     digest = payload_digest(pcs)
-    if key is None or not verify_signature(key.alg, key.key, digest, pcs["sig"]):
+    if not any(verify_signature(key.alg, key.key, digest, pcs["sig"]) for key in keys):
         metrics.signature_errors.inc()
         metrics.signature_errors_by_tenant.labels(tenant.slug).inc()
-        if key is None:
-            raise IngestError(401, "unknown_key", "no signing key with this key_id")
+        if not keys:
+            raise IngestError(401, "unknown_key", "no valid signing key with this key_id")
         raise IngestError(401, "invalid_signature", "the signature does not verify")
     return digest
 
@@ -159,7 +162,7 @@ def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_
     started = time.perf_counter()
     pcs = parse_pcs(body)
     tenant = _authenticate(pcs, tenant_header, from_wal)
-    digest = _verify_signature(pcs, tenant).hex()
+    digest = _verify_signature(pcs, tenant, received_at).hex()
 
     store = get_dedup_store()
     try:

@@ -1,12 +1,246 @@
-"""Operator views of tenants."""
+"""The operator's interface to tenants: limits, keys and tokens. Actions call the tenant services."""
 
-from django.contrib import admin
+from __future__ import annotations
 
-from apps.tenants.models import Tenant
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from apps.tenants.models import ApiToken, SigningKey, Tenant
+from apps.tenants.selectors import tenant_usage
+from apps.tenants.services import TenantError, key_rotate, tenant_create, tenant_deactivate, token_issue
+from flk_project.admin_readonly import ReadOnlyModelAdmin
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+def _shown_once(request: HttpRequest, heading: str, label: str, rows: list[dict[str, str]]) -> HttpResponse:
+    response = TemplateResponse(
+        request,
+        "admin/tenants/shown_once.html",
+        {
+            **admin.site.each_context(request),
+            "heading": heading,
+            "label": label,
+            "rows": rows,
+            "title": heading,
+        },
+    )
+    response["Cache-Control"] = "no-store"  # a secret must not stay in a cache
+    return response
+
+
+class SigningKeyInline(admin.TabularInline):
+    model = SigningKey
+    fields = ("key_id", "alg", "not_before", "not_after", "created_by", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ApiTokenInline(admin.TabularInline):
+    model = ApiToken
+    fields = ("name", "prefix", "created_by", "created_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "active", "rate_per_second", "burst", "daily_quota", "created_at")
-    list_filter = ("active",)
+    list_display = (
+        "slug",
+        "name",
+        "active",
+        "sign_alg",
+        "usage_today",
+        "rate_per_second",
+        "burst",
+        "vrf_required",
+        "pii_mode",
+    )
+    list_filter = ("active", "sign_alg", "pii_mode", "vrf_required")
     search_fields = ("slug", "name")
+    actions = ["rotate_signing_key", "deactivate", "issue_api_token"]
+    inlines = [SigningKeyInline, ApiTokenInline]
+
+    def get_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
+        fields = [
+            "slug",
+            "name",
+            "active",
+            "sign_alg",
+            "vrf_required",
+            "pii_mode",
+            "daily_quota",
+            "rate_per_second",
+            "burst",
+        ]
+        if obj is None:
+            return [*fields, "initial_public_key_b64"]
+        return ["usage", *fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
+        # The algorithm follows the keys; it is chosen once, when the tenant is created.
+        return ["usage", "slug", "sign_alg"] if obj is not None else []
+
+    def get_form(self, request: HttpRequest, obj: Tenant | None = None, change: bool = False, **kwargs):  # noqa: ANN003, ANN201
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            from django import forms
+
+            form.base_fields["initial_public_key_b64"] = forms.CharField(
+                required=False,
+                label="Ed25519 public key (base64)",
+                help_text="Ed25519 tenants only; HMAC tenants get a generated secret, shown once.",
+            )
+        return form
+
+    @admin.display(description="used today / quota")
+    def usage_today(self, tenant: Tenant) -> str:
+        usage = tenant_usage(tenant=tenant)
+        return f"{usage['used_today']} / {usage['daily_quota'] or '∞'}"
+
+    @admin.display(description="usage")
+    def usage(self, tenant: Tenant) -> str:
+        u = tenant_usage(tenant=tenant)
+        rate = f"{u['rate_per_second']}/s, burst {u['burst']}" if u["rate_per_second"] else "no rate limit"
+        quota = (
+            f"{u['used_today']} of {u['daily_quota']} today (UTC)"
+            if u["daily_quota"]
+            else (f"{u['used_today']} today (UTC), no daily quota")
+        )
+        return f"{quota}; {rate}"
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:  # noqa: ANN001
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        try:
+            tenant, new_key = tenant_create(
+                slug=data["slug"],
+                name=data["name"],
+                actor=_actor(request),
+                sign_alg=data["sign_alg"],
+                public_key_b64=data.get("initial_public_key_b64") or None,
+                daily_quota=data["daily_quota"],
+                rate_per_second=data["rate_per_second"],
+                burst=data["burst"],
+            )
+        except TenantError as exc:
+            raise ValueError(str(exc)) from exc
+        Tenant.objects.filter(pk=tenant.pk).update(
+            vrf_required=data["vrf_required"], pii_mode=data["pii_mode"], active=data["active"]
+        )
+        obj.pk = tenant.pk
+        request._flk_new_key = new_key  # shown by response_add, once
+
+    def response_add(
+        self, request: HttpRequest, obj: Tenant, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        new_key = getattr(request, "_flk_new_key", None)
+        if new_key is not None and new_key.secret:
+            return _shown_once(
+                request,
+                f"Tenant {obj.slug} created",
+                "HMAC key",
+                [{"tenant": obj.slug, "name": new_key.key.key_id, "value": new_key.secret}],
+            )
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.action(description="Rotate signing key")
+    def rotate_signing_key(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        tenants = list(queryset)
+        if "confirm" not in request.POST:
+            return TemplateResponse(
+                request,
+                "admin/tenants/confirm_rotate.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Rotate signing keys",
+                    "tenants": tenants,
+                    "overlap_hours": settings.KEY_ROTATION_OVERLAP_HOURS,
+                    "needs_public_key": any(t.sign_alg == Tenant.ALG_ED25519 for t in tenants),
+                },
+            )
+        try:
+            overlap = timedelta(hours=float(request.POST.get("overlap_hours") or 0))
+        except ValueError:
+            self.message_user(request, "The overlap must be a number of hours.", messages.ERROR)
+            return None
+        rows = []
+        for tenant in tenants:
+            try:
+                new = key_rotate(
+                    tenant=tenant,
+                    actor=_actor(request),
+                    overlap=overlap,
+                    public_key_b64=request.POST.get("public_key_b64") or None,
+                )
+            except TenantError as exc:
+                self.message_user(request, f"{tenant.slug}: {exc}", messages.ERROR)
+                continue
+            rows.append(
+                {
+                    "tenant": tenant.slug,
+                    "name": new.key.key_id,
+                    "value": new.secret or "(Ed25519: public key registered)",
+                }
+            )
+        if not rows:
+            return None
+        return _shown_once(request, "New signing keys", "key_id", rows)
+
+    @admin.action(description="Deactivate")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for tenant in queryset:
+            tenant_deactivate(tenant=tenant, actor=_actor(request))
+        self.message_user(
+            request, f"Deactivated {queryset.count()} tenant(s); their submissions now get 401."
+        )
+
+    @admin.action(description="Issue API token")
+    def issue_api_token(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+        name = f"admin {timezone.now():%Y-%m-%d %H:%M}"
+        rows = []
+        for tenant in queryset:
+            _, raw = token_issue(tenant=tenant, name=name, actor=_actor(request))
+            rows.append({"tenant": tenant.slug, "name": name, "value": raw})
+        return _shown_once(request, "New API tokens", "token", rows)
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(ReadOnlyModelAdmin):
+    list_display = ("key_id", "tenant", "alg", "not_before", "not_after", "created_by")
+    list_filter = ("alg", "tenant")
+    fields = (
+        "tenant",
+        "key_id",
+        "alg",
+        "public_key_b64",
+        "not_before",
+        "not_after",
+        "created_by",
+        "created_at",
+    )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyModelAdmin):
+    list_display = ("prefix", "name", "tenant", "created_by", "created_at", "revoked_at")
+    list_filter = ("tenant",)
+    fields = ("tenant", "name", "prefix", "created_by", "created_at", "revoked_at")

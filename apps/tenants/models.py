@@ -8,9 +8,18 @@ from django.db import models
 class Tenant(models.Model):
     """One sender of PCS. Single-tenant installations have exactly one, the default tenant."""
 
+    ALG_HMAC = "hmac"
+    ALG_ED25519 = "ed25519"
+    ALG_CHOICES = [(ALG_HMAC, "HMAC-SHA256"), (ALG_ED25519, "Ed25519")]
+    PII_DETECT, PII_BLOCK, PII_REDACT = "detect", "block", "redact"
+    PII_CHOICES = [(PII_DETECT, "detect"), (PII_BLOCK, "block"), (PII_REDACT, "redact")]
+
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     active = models.BooleanField(default=True)
+    sign_alg = models.CharField("signing algorithm", max_length=8, choices=ALG_CHOICES, default=ALG_HMAC)
+    vrf_required = models.BooleanField("VRF required", default=False)
+    pii_mode = models.CharField("PII mode", max_length=8, choices=PII_CHOICES, default=PII_DETECT)
     # Limits; 0 switches one off.
     rate_per_second = models.FloatField(default=0.0)
     burst = models.PositiveIntegerField(default=0)
@@ -35,3 +44,49 @@ class RateBucket(models.Model):
 
     def __str__(self) -> str:
         return f"bucket of {self.tenant_id}"
+
+
+class SigningKey(models.Model):
+    """A key that verifies a tenant's PCS signatures.
+
+    HMAC secrets are stored encrypted (``apps.tenants.crypto``) and shown once, when created; Ed25519
+    keys store only the public half. A key verifies from ``not_before`` until ``not_after`` (open-ended
+    when unset): rotation gives the old key a ``not_after`` in the future, the overlap window.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="signing_keys", db_index=False)
+    key_id = models.CharField(max_length=64)
+    alg = models.CharField(max_length=8, choices=Tenant.ALG_CHOICES)
+    secret_encrypted = models.TextField(blank=True, help_text="Fernet token of the HMAC secret")
+    public_key_b64 = models.CharField(max_length=64, blank=True, help_text="raw Ed25519 public key")
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key_id"], name="signing_key_tenant_key_id_uniq")
+        ]
+        ordering = ["tenant", "-not_before"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.key_id}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the read API, scoped to one tenant. Only its SHA-256 is stored."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="the first characters, to recognise a token")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"

@@ -85,6 +85,15 @@ class RateLimiter:
             return _admission(int(allowed), float(wait), why.decode() if isinstance(why, bytes) else why)
         return self._admit_db(tenant, now, today, to_midnight, burst)
 
+    def used_today(self, tenant: Tenant) -> int:
+        """Submissions admitted today (UTC) under the daily quota's counter."""
+        today, _ = _seconds_to_utc_midnight(self.clock())
+        if self._redis is not None:
+            raw = self._redis.get(f"flk:quota:{tenant.slug}:{today.isoformat()}")
+            return int(raw or 0)
+        bucket = RateBucket.objects.filter(tenant=tenant, day=today).first()
+        return bucket.day_count if bucket else 0
+
     @transaction.atomic
     def _admit_db(self, tenant: Tenant, now: float, today: date, to_midnight: float, burst: int) -> Admission:
         bucket, _ = RateBucket.objects.select_for_update().get_or_create(

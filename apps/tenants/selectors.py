@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
-from apps.tenants.models import Tenant
+from apps.tenants.crypto import decrypt_secret
+from apps.tenants.models import SigningKey, Tenant
 
 
 @dataclass(frozen=True)
@@ -67,25 +70,72 @@ def _default_key() -> VerificationKey:
     )
 
 
-_cached_key: VerificationKey | None = None
+_env_key: VerificationKey | None = None
+# tenant pk -> (monotonic time, the tenant's stored keys with their validity windows)
+_key_cache: dict[int, tuple[float, list[tuple[VerificationKey, datetime, datetime | None]]]] = {}
 
 
-def verification_key_for(*, tenant: Tenant, key_id: str | None) -> VerificationKey | None:
-    """The key that verifies ``tenant``'s PCS signed under ``key_id``; None if no such key.
+def _stored_keys(tenant: Tenant) -> list[tuple[VerificationKey, datetime, datetime | None]]:
+    now = time.monotonic()
+    cached = _key_cache.get(tenant.pk)
+    if cached is not None and now - cached[0] < settings.TENANT_CACHE_SECONDS:
+        return cached[1]
+    keys = []
+    for row in SigningKey.objects.filter(tenant=tenant):
+        material = (
+            decrypt_secret(row.secret_encrypted)
+            if row.alg == Tenant.ALG_HMAC
+            else base64.b64decode(row.public_key_b64)
+        )
+        keys.append((VerificationKey(row.alg, material, row.key_id), row.not_before, row.not_after))
+    _key_cache[tenant.pk] = (now, keys)
+    return keys
 
-    Single-tenant installations have one key from the environment; a PCS that names a different
-    ``key_id`` than the configured one gets no key.
+
+def verification_keys_for(*, tenant: Tenant, key_id: str | None, at: datetime) -> list[VerificationKey]:
+    """The keys that may verify ``tenant``'s PCS signed at ``at`` under ``key_id`` (any key if None).
+
+    A stored key verifies inside [not_before, not_after); during a rotation's overlap two do. The
+    default tenant of a single-tenant installation also has the key from the environment.
     """
-    global _cached_key
-    if _cached_key is None:
-        _cached_key = _default_key()
-    if key_id is not None and _cached_key.key_id is not None and key_id != _cached_key.key_id:
-        return None
-    return _cached_key
+    keys = [key for key, start, end in _stored_keys(tenant) if start <= at and (end is None or at < end)]
+    if not settings.MULTI_TENANT and tenant.slug == settings.DEFAULT_TENANT_ID:
+        global _env_key
+        if _env_key is None and (
+            settings.PCS_HMAC_KEY or settings.PCS_ED25519_PUB_B64 or settings.PCS_HMAC_KEY_FILE.exists()
+        ):
+            _env_key = _default_key()
+        if _env_key is not None:
+            keys.append(_env_key)
+    if key_id is not None:
+        keys = [k for k in keys if k.key_id in (key_id, None)]
+    return keys
 
 
 def reset_key_cache() -> None:
-    """Forget the cached key and tenants (tests, key and tenant changes)."""
-    global _cached_key
-    _cached_key = None
+    """Forget cached keys and tenants (tests, key and tenant changes in this process)."""
+    global _env_key
+    _env_key = None
+    _key_cache.clear()
     _tenant_cache.clear()
+
+
+def tenant_usage(*, tenant: Tenant) -> dict[str, object]:
+    """Today's (UTC) admitted submissions against the quota, and the token bucket settings."""
+    from apps.pcs.services import get_rate_limiter
+
+    quota = tenant.daily_quota
+    if quota:
+        used = get_rate_limiter().used_today(tenant)
+    else:  # no quota counter runs: count today's decisions instead
+        midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        used = tenant.pcs_records.filter(decided_at__gte=midnight).count()
+    return {
+        "tenant": tenant.slug,
+        "day": timezone.now().date().isoformat(),
+        "used_today": used,
+        "daily_quota": quota or None,
+        "remaining_today": max(0, quota - used) if quota else None,
+        "rate_per_second": tenant.rate_per_second or None,
+        "burst": tenant.burst or None,
+    }

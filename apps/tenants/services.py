@@ -1,24 +1,218 @@
-"""Tenant writes."""
+"""Tenant writes: tenants, signing keys, API tokens and limits. Every change is audited with its actor."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from apps.tenants.models import Tenant
+from apps.audit.services import audit_append
+from apps.tenants.crypto import encrypt_secret, reencrypt_secret
+from apps.tenants.models import ApiToken, SigningKey, Tenant
+from apps.tenants.selectors import reset_key_cache
+
+TOKEN_PREFIX = "flk_"
+
+
+class TenantError(ValueError):
+    """A tenant operation that cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just created. ``secret`` (HMAC) exists only here: it is never shown again."""
+
+    key: SigningKey
+    secret: str | None
+
+
+def _audit(tenant: Tenant, kind: str, actor: str, detail: str) -> None:
+    audit_append(tenant_id=tenant.pk, kind=kind, actor=actor, reason=detail[:200])
 
 
 @transaction.atomic
 def tenant_ensure_default() -> Tenant:
     """Create or refresh the default tenant from the single-tenant settings."""
-    tenant, _ = Tenant.objects.update_or_create(
+    tenant, created = Tenant.objects.update_or_create(
         slug=settings.DEFAULT_TENANT_ID,
         defaults={
             "name": "Default tenant",
             "active": True,
+            "sign_alg": settings.PCS_SIGN_ALG,
             "rate_per_second": settings.RATE_LIMIT_RATE,
             "burst": settings.RATE_LIMIT_BURST,
             "daily_quota": settings.DAILY_QUOTA,
         },
     )
+    if created:
+        _audit(tenant, "tenant_created", "system", "default tenant from settings")
     return tenant
+
+
+def _validate_public_key(public_key_b64: str | None) -> str:
+    try:
+        raw = base64.b64decode((public_key_b64 or "").encode(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise TenantError("the Ed25519 public key must be standard base64") from exc
+    if len(raw) != 32:
+        raise TenantError("an Ed25519 public key is 32 bytes (44 base64 characters)")
+    return public_key_b64 or ""
+
+
+def _new_key(tenant: Tenant, *, actor: str, public_key_b64: str | None, not_before=None) -> NewKey:  # noqa: ANN001
+    key_id = f"{tenant.slug}-{timezone.now():%Y%m%d}-{secrets.token_hex(3)}"
+    if tenant.sign_alg == Tenant.ALG_HMAC:
+        secret = secrets.token_urlsafe(32)
+        key = SigningKey.objects.create(
+            tenant=tenant,
+            key_id=key_id,
+            alg=Tenant.ALG_HMAC,
+            secret_encrypted=encrypt_secret(secret.encode()),
+            not_before=not_before or timezone.now(),
+            created_by=actor,
+        )
+        return NewKey(key, secret)
+    key = SigningKey.objects.create(
+        tenant=tenant,
+        key_id=key_id,
+        alg=Tenant.ALG_ED25519,
+        public_key_b64=_validate_public_key(public_key_b64),
+        not_before=not_before or timezone.now(),
+        created_by=actor,
+    )
+    return NewKey(key, None)
+
+
+@transaction.atomic
+def tenant_create(
+    *,
+    slug: str,
+    name: str,
+    actor: str,
+    sign_alg: str = Tenant.ALG_HMAC,
+    public_key_b64: str | None = None,
+    daily_quota: int = 0,
+    rate_per_second: float = 0.0,
+    burst: int = 0,
+) -> tuple[Tenant, NewKey]:
+    """Create a tenant with its first signing key (an HMAC secret is generated and returned once)."""
+    if Tenant.objects.filter(slug=slug).exists():
+        raise TenantError(f"tenant {slug!r} exists")
+    tenant = Tenant.objects.create(
+        slug=slug,
+        name=name,
+        sign_alg=sign_alg,
+        daily_quota=daily_quota,
+        rate_per_second=rate_per_second,
+        burst=burst,
+    )
+    _audit(
+        tenant, "tenant_created", actor, f"alg={sign_alg} quota={daily_quota} rate={rate_per_second}/{burst}"
+    )
+    new = _new_key(tenant, actor=actor, public_key_b64=public_key_b64)
+    _audit(tenant, "key_created", actor, f"key_id={new.key.key_id}")
+    return tenant, new
+
+
+@transaction.atomic
+def key_rotate(
+    *, tenant: Tenant, actor: str, overlap: timedelta | None = None, public_key_b64: str | None = None
+) -> NewKey:
+    """Add a new signing key; keys valid now keep verifying for ``overlap``, then get 401."""
+    overlap = overlap if overlap is not None else timedelta(hours=settings.KEY_ROTATION_OVERLAP_HOURS)
+    now = timezone.now()
+    ends = now + overlap
+    retiring = (
+        SigningKey.objects.select_for_update()
+        .filter(tenant=tenant, not_before__lte=now)
+        .exclude(not_after__lte=now)
+    )
+    retired_ids = []
+    for key in retiring:
+        if key.not_after is None or key.not_after > ends:
+            key.not_after = ends
+            key.save(update_fields=["not_after"])
+        retired_ids.append(key.key_id)
+    new = _new_key(tenant, actor=actor, public_key_b64=public_key_b64)
+    _audit(
+        tenant,
+        "key_rotated",
+        actor,
+        f"new={new.key.key_id} retiring={','.join(retired_ids) or '-'} "
+        f"until={ends.isoformat(timespec='seconds')}",
+    )
+    transaction.on_commit(reset_key_cache)
+    return new
+
+
+@transaction.atomic
+def tenant_deactivate(*, tenant: Tenant, actor: str) -> None:
+    """Refuse the tenant's submissions from now on (401 unknown_tenant); its data stays."""
+    Tenant.objects.filter(pk=tenant.pk).update(active=False)
+    _audit(tenant, "tenant_deactivated", actor, "")
+    transaction.on_commit(reset_key_cache)
+
+
+@transaction.atomic
+def tenant_set_limits(
+    *,
+    tenant: Tenant,
+    actor: str,
+    daily_quota: int | None = None,
+    rate_per_second: float | None = None,
+    burst: int | None = None,
+) -> Tenant:
+    """Change the daily quota and/or the token bucket."""
+    if daily_quota is not None:
+        if daily_quota < 0:
+            raise TenantError("the daily quota cannot be negative (0 switches it off)")
+        tenant.daily_quota = daily_quota
+    if rate_per_second is not None:
+        if rate_per_second < 0:
+            raise TenantError("the rate cannot be negative (0 switches it off)")
+        tenant.rate_per_second = rate_per_second
+    if burst is not None:
+        tenant.burst = max(0, burst)
+    tenant.save(update_fields=["daily_quota", "rate_per_second", "burst"])
+    _audit(
+        tenant,
+        "limits_changed",
+        actor,
+        f"quota={tenant.daily_quota} rate={tenant.rate_per_second} burst={tenant.burst}",
+    )
+    transaction.on_commit(reset_key_cache)
+    return tenant
+
+
+def token_hash(raw: str) -> str:
+    """How a token is stored and looked up: tokens are long random strings, so SHA-256 suffices."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def token_issue(*, tenant: Tenant, name: str, actor: str) -> tuple[ApiToken, str]:
+    """Create a read-API token; the raw value is returned once and never stored."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        tenant=tenant, name=name, prefix=raw[:10], token_hash=token_hash(raw), created_by=actor
+    )
+    _audit(tenant, "token_issued", actor, f"name={name} prefix={token.prefix}")
+    return token, raw
+
+
+@transaction.atomic
+def secrets_reencrypt() -> int:
+    """Re-encrypt every stored HMAC secret under the newest encryption key; return how many."""
+    count = 0
+    for key in SigningKey.objects.select_for_update().exclude(secret_encrypted=""):
+        key.secret_encrypted = reencrypt_secret(key.secret_encrypted)
+        key.save(update_fields=["secret_encrypted"])
+        count += 1
+    return count

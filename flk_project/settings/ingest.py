@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from flk_project.env import BASE_DIR, env_bool, env_choice, env_float, env_int, env_path, env_str
+from flk_project.env import BASE_DIR, env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
 
 _VAR_DIR = env_path("FLK_VAR_DIR", BASE_DIR / "var")
 
 REDIS_URL = env_str("REDIS_URL")
+
+
+def _local_encryption_keys() -> list[str]:
+    """The embedded default keeps one Fernet key in var/; production must set FLK_ENCRYPTION_KEYS."""
+    from cryptography.fernet import Fernet
+
+    path = _VAR_DIR / "encryption_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(Fernet.generate_key().decode())
+    return [path.read_text().strip()]
+
+
+# Fernet keys for secrets at rest, newest first (comma-separated).
+FLK_ENCRYPTION_KEYS = env_list("FLK_ENCRYPTION_KEYS", "") or _local_encryption_keys()
+# How long a rotated-out signing key keeps verifying, unless the rotation names another window.
+KEY_ROTATION_OVERLAP_HOURS = env_float("KEY_ROTATION_OVERLAP_HOURS", 24.0)
 
 MULTI_TENANT = env_bool("MULTI_TENANT", False)
 # How long a process trusts its cached view of a tenant (active flag, limits).

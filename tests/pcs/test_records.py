@@ -94,4 +94,4 @@ def test_a_second_decision_for_the_same_pcs_is_refused_and_writes_nothing(
     with pytest.raises(IntegrityError):
         decision_insert(decision=_decision(tenant, pcs, 200), body={}, single_statement=single_statement)
     assert PcsRecord.objects.count() == 1
-    assert AuditEntry.objects.count() == 1
+    assert AuditEntry.objects.filter(kind="decision").count() == 1

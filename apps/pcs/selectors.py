@@ -1,0 +1,27 @@
+"""PCS reads, always scoped by tenant: a row of another tenant does not exist for the caller."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from apps.pcs.models import PcsRecord
+from apps.tenants.models import Tenant
+
+STATUS_FILTERS = {"accepted": 200, "escalated": 202}
+
+
+def pcs_records(*, tenant: Tenant, since: datetime | None = None, status: str | None = None) -> QuerySet:
+    """The tenant's decided PCS, optionally decided at or after ``since`` and by outcome."""
+    records = PcsRecord.objects.filter(tenant=tenant)
+    if since is not None:
+        records = records.filter(decided_at__gte=since)
+    if status is not None:
+        records = records.filter(status_code=STATUS_FILTERS[status])
+    return records
+
+
+def pcs_record_get(*, tenant: Tenant, pcs_id: str) -> PcsRecord | None:
+    """One of the tenant's PCS by id, or None (also when another tenant has that pcs_id)."""
+    return PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs_id).first()

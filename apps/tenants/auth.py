@@ -1,0 +1,53 @@
+"""Bearer-token authentication for the read API: every request acts for exactly one tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from apps.tenants.models import ApiToken, Tenant
+from apps.tenants.services import token_hash
+
+
+@dataclass(frozen=True)
+class TenantPrincipal:
+    """Who a token speaks for. DRF wants a user; this one is a tenant."""
+
+    tenant: Tenant
+    token_prefix: str
+    is_authenticated: bool = True
+
+
+class TenantTokenAuthentication(BaseAuthentication):
+    """``Authorization: Bearer flk_…``; revoked tokens and inactive tenants are refused."""
+
+    keyword = b"bearer"
+
+    def authenticate(self, request: Request) -> tuple[TenantPrincipal, ApiToken] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword:
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
+        token = (
+            ApiToken.objects.select_related("tenant")
+            .filter(token_hash=token_hash(parts[1].decode(errors="replace")), revoked_at__isnull=True)
+            .first()
+        )
+        if token is None or not token.tenant.active:
+            raise AuthenticationFailed("invalid or revoked token")
+        return TenantPrincipal(token.tenant, token.prefix), token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="flk"'
+
+
+class IsTenant(BasePermission):
+    """Only requests authenticated with a tenant token."""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        return isinstance(request.user, TenantPrincipal)
