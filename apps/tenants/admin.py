@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -35,6 +36,30 @@ def _shown_once(request: HttpRequest, heading: str, label: str, rows: list[dict[
     )
     response["Cache-Control"] = "no-store"  # a secret must not stay in a cache
     return response
+
+
+class TenantAddForm(forms.ModelForm):
+    """The add form: a tenant's first key comes with it."""
+
+    initial_public_key_b64 = forms.CharField(
+        required=False,
+        label="Ed25519 public key (base64)",
+        help_text="Ed25519 tenants only; HMAC tenants get a generated secret, shown once.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = [
+            "slug",
+            "name",
+            "active",
+            "sign_alg",
+            "vrf_required",
+            "pii_mode",
+            "daily_quota",
+            "rate_per_second",
+            "burst",
+        ]
 
 
 class SigningKeyInline(admin.TabularInline):
@@ -77,6 +102,10 @@ class TenantAdmin(admin.ModelAdmin):
     actions = ["rotate_signing_key", "deactivate", "issue_api_token"]
     inlines = [SigningKeyInline, ApiTokenInline]
 
+    def get_inlines(self, request: HttpRequest, obj: Tenant | None) -> list[type]:
+        # Keys and tokens are made by the services (first key on create, then actions), never typed in.
+        return self.inlines if obj is not None else []
+
     def get_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
         fields = [
             "slug",
@@ -98,16 +127,9 @@ class TenantAdmin(admin.ModelAdmin):
         return ["usage", "slug", "sign_alg"] if obj is not None else []
 
     def get_form(self, request: HttpRequest, obj: Tenant | None = None, change: bool = False, **kwargs):  # noqa: ANN003, ANN201
-        form = super().get_form(request, obj, change=change, **kwargs)
         if obj is None:
-            from django import forms
-
-            form.base_fields["initial_public_key_b64"] = forms.CharField(
-                required=False,
-                label="Ed25519 public key (base64)",
-                help_text="Ed25519 tenants only; HMAC tenants get a generated secret, shown once.",
-            )
-        return form
+            kwargs["form"] = TenantAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     @admin.display(description="used today / quota")
     def usage_today(self, tenant: Tenant) -> str:
