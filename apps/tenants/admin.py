@@ -102,6 +102,10 @@ class TenantAdmin(admin.ModelAdmin):
     actions = ["rotate_signing_key", "deactivate", "issue_api_token"]
     inlines = [SigningKeyInline, ApiTokenInline]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        # A tenant's decisions and audit trail outlive it: deactivate instead.
+        return False
+
     def get_inlines(self, request: HttpRequest, obj: Tenant | None) -> list[type]:
         # Keys and tokens are made by the services (first key on create, then actions), never typed in.
         return self.inlines if obj is not None else []

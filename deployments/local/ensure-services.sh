@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite talks to answer on 127.0.0.1: PostgreSQL (trust auth for
-# 127.0.0.1) and Redis. Starts them when installed but stopped; installs them with apt-get when missing.
+# 127.0.0.1) and Redis, and that the headless browser for the admin tests is installed. Starts
+# services that are installed but stopped; installs what is missing with apt-get.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*"; }
@@ -54,3 +55,10 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
 fi
 log "Redis ready on 127.0.0.1:6379"
+
+# The admin's browser tests drive Debian's chromium headless (Playwright uses it; it downloads none).
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium"
+  apt_install chromium
+fi
+log "chromium: $(chromium --version 2>/dev/null | head -n 1)"

@@ -9,6 +9,9 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("PCS_HMAC_KEY", "flk-test-hmac-secret")
 os.environ.setdefault("METRICS_PASS", "test-metrics-pass")
+# The live test server answers each request on a new thread: persistent connections would outlive
+# those threads and keep the test database busy at teardown.
+os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 
 from flk_project.settings.base import *  # noqa: F403
 
