@@ -77,7 +77,9 @@ def test_openapi_document_describes_the_submit_endpoint(api):
     operation = doc["paths"]["/v1/pcs/submit"]["post"]
     assert {"200", "202", "400", "401", "409", "413", "422", "429", "503"} <= set(operation["responses"])
     assert "/v1/bench/floor" not in doc["paths"]
-    json.dumps(doc)
+    for path in ("/v1/pcs", "/v1/pcs/{pcs_id}", "/v1/tenants/me/usage"):
+        assert doc["paths"][path]["get"]["security"] == [{"tenantToken": []}]
+    assert doc["components"]["securitySchemes"]["tenantToken"]["scheme"] == "bearer"
 
 
 def test_floor_endpoint_is_off_outside_the_benchmark(api, pcs_factory):

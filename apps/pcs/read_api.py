@@ -108,9 +108,19 @@ class PcsListView(_TenantScoped, ListAPIView):
         )
 
 
+class UsageSerializer(serializers.Serializer):
+    tenant = serializers.CharField()
+    day = serializers.DateField(help_text="the UTC day counted")
+    used_today = serializers.IntegerField()
+    daily_quota = serializers.IntegerField(allow_null=True, help_text="null: no quota")
+    remaining_today = serializers.IntegerField(allow_null=True)
+    rate_per_second = serializers.FloatField(allow_null=True, help_text="null: no rate limit")
+    burst = serializers.IntegerField(allow_null=True)
+
+
 class UsageView(_TenantScoped, APIView):
     """``GET /v1/tenants/me/usage``: today's count against the quota, and the rate limit."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: UsageSerializer})
     def get(self, request: Request) -> Response:
         return Response(tenant_usage(tenant=request.user.tenant))
