@@ -1,7 +1,8 @@
 """The ``flk-agent`` command line.
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage or input; 3 server unreachable (demo);
-4 at least one PCS ended in the dead-letter file; 5 the outbox is used by another process.
+4 at least one PCS ended in the dead-letter file; 5 the outbox is used by another process;
+6 an audit proof or checkpoint does not verify.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ import httpx
 from tqdm import tqdm
 
 from flk_agent.builder import build_pcs
+from flk_agent.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_consistency,
+    check_inclusion,
+    open_checkpoint,
+)
 from flk_agent.client import FlkClient
 from flk_agent.delivery import DeliveryReport, RetryPolicy, deliver_pending
 from flk_agent.demo import demo_cases
@@ -28,7 +36,7 @@ from flk_agent.inputs import load_points
 from flk_agent.outbox import DEAD, PENDING, Outbox, OutboxLocked
 from flk_agent.signals import DEFAULT_SCALES
 from flk_agent.signing import Ed25519Signer, HmacSigner, Signer
-from flk_agent.stream import Checkpoint, window_pcs, windows_by_count, windows_by_time
+from flk_agent.stream import StreamCheckpoint, window_pcs, windows_by_count, windows_by_time
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -36,6 +44,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_DEAD_LETTERED = 4
 EXIT_OUTBOX_LOCKED = 5
+EXIT_NOT_VERIFIED = 6
 
 
 class UsageError(Exception):
@@ -196,7 +205,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     total = DeliveryReport()
     with source, Outbox(args.outbox) as outbox, FlkClient(args.url, tenant=args.tenant) as client:
-        checkpoint = Checkpoint(outbox.directory, args.shard)
+        checkpoint = StreamCheckpoint(outbox.directory, args.shard)
         done = checkpoint.last_epoch()
         if args.window_seconds:
             windows = windows_by_time(source, seconds=args.window_seconds)
@@ -302,6 +311,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_checkpoint(args: argparse.Namespace, path: str) -> Checkpoint:
+    try:
+        key = base64.b64decode(args.public_key, validate=True)
+        note = Path(path).read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    if len(key) != 32:
+        raise UsageError("--public-key is the base64 of a 32-byte Ed25519 public key")
+    return open_checkpoint(note, name=args.log_name, public_key=key)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "verify-inclusion":
+            checkpoint = _read_checkpoint(args, args.checkpoint)
+            proof = _read_json(args.proof)
+            check_inclusion(checkpoint, proof)
+            result = {
+                "verified": True,
+                "origin": checkpoint.origin,
+                "tree_size": checkpoint.size,
+                "leaf_index": proof["leaf_index"],
+            }
+            text = f"OK: leaf {proof['leaf_index']} is in {checkpoint.origin} at tree size {checkpoint.size}"
+        else:
+            old, new = _read_checkpoint(args, args.old), _read_checkpoint(args, args.new)
+            check_consistency(old, new, _read_json(args.proof))
+            result = {"verified": True, "origin": new.origin, "first": old.size, "second": new.size}
+            text = f"OK: {new.origin} at size {old.size} is a prefix of size {new.size}"
+    except CheckpointError as exc:
+        _emit(args, {"verified": False, "reason": str(exc)}, f"NOT VERIFIED: {exc}")
+        return EXIT_NOT_VERIFIED
+    _emit(args, result, text)
+    return EXIT_OK
+
+
 # -- parser ---------------------------------------------------------------------------------------
 
 
@@ -388,6 +443,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="compact: drop acked records older than this (default 7 days)",
     )
     outbox.set_defaults(func=_cmd_outbox)
+
+    audit = sub.add_parser("audit", parents=[common], help="verify audit checkpoints and proofs offline")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    for action, helptext in (
+        ("verify-inclusion", "a decision's entry is in a signed checkpoint"),
+        ("verify-consistency", "an older checkpoint is a prefix of a newer one"),
+    ):
+        cmd = audit_sub.add_parser(action, parents=[common], help=helptext)
+        cmd.add_argument("--log-name", required=True, help="the signing key's name in the note")
+        cmd.add_argument("--public-key", required=True, help="the log's Ed25519 public key, base64")
+        cmd.add_argument("--proof", required=True, help="the proof JSON downloaded from the server")
+        if action == "verify-inclusion":
+            cmd.add_argument("--checkpoint", required=True, help="the signed checkpoint note")
+        else:
+            cmd.add_argument("--old", required=True, help="the older signed checkpoint")
+            cmd.add_argument("--new", required=True, help="the newer signed checkpoint")
+        cmd.set_defaults(func=_cmd_audit)
 
     demo = sub.add_parser("demo", parents=[common], help="send synthetic PCS that show every kind of answer")
     demo.add_argument("--url", default=os.environ.get("FLK_URL", "http://127.0.0.1:8000"))

@@ -104,7 +104,7 @@ def window_pcs(
     )
 
 
-class Checkpoint:
+class StreamCheckpoint:
     """The last epoch of a shard put into the outbox, kept in a small file beside it."""
 
     def __init__(self, directory: Path, shard_id: str) -> None:
