@@ -38,6 +38,20 @@ def _shown_once(request: HttpRequest, heading: str, label: str, rows: list[dict[
     return response
 
 
+# The editable settings of a tenant, in the order the forms show them.
+TENANT_FIELDS = (
+    "slug",
+    "name",
+    "active",
+    "sign_alg",
+    "vrf_required",
+    "pii_mode",
+    "daily_quota",
+    "rate_per_second",
+    "burst",
+)
+
+
 class TenantAddForm(forms.ModelForm):
     """The add form: a tenant's first key comes with it."""
 
@@ -49,17 +63,7 @@ class TenantAddForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = [
-            "slug",
-            "name",
-            "active",
-            "sign_alg",
-            "vrf_required",
-            "pii_mode",
-            "daily_quota",
-            "rate_per_second",
-            "burst",
-        ]
+        fields = TENANT_FIELDS
 
 
 class SigningKeyInline(admin.TabularInline):
@@ -111,17 +115,7 @@ class TenantAdmin(admin.ModelAdmin):
         return self.inlines if obj is not None else []
 
     def get_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
-        fields = [
-            "slug",
-            "name",
-            "active",
-            "sign_alg",
-            "vrf_required",
-            "pii_mode",
-            "daily_quota",
-            "rate_per_second",
-            "burst",
-        ]
+        fields = list(TENANT_FIELDS)
         if obj is None:
             return [*fields, "initial_public_key_b64"]
         return ["usage", *fields]
