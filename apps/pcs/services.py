@@ -121,7 +121,7 @@ def pcs_ingest(
     return result
 
 
-def _authenticate(pcs: dict[str, Any], tenant_header: str | None, from_wal: bool) -> Tenant:
+def _authenticate(tenant_header: str | None, from_wal: bool) -> Tenant:
     try:
         tenant = tenant_resolve(tenant_header=tenant_header)
     except DatabaseError as exc:
@@ -161,7 +161,7 @@ def _verify_signature(pcs: dict[str, Any], tenant: Tenant, received_at: datetime
 def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool) -> IngestResult:
     started = time.perf_counter()
     pcs = parse_pcs(body)
-    tenant = _authenticate(pcs, tenant_header, from_wal)
+    tenant = _authenticate(tenant_header, from_wal)
     digest = _verify_signature(pcs, tenant, received_at).hex()
 
     store = get_dedup_store()
