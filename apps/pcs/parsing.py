@@ -50,7 +50,7 @@ def load_json(body: bytes) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise _bad("", f"invalid JSON: {exc.msg} at {exc.pos}", "malformed_json") from exc
+        raise _bad("", f"invalid JSON: {exc.msg} (character {exc.pos})", "malformed_json") from exc
 
 
 def _int(field: str, value: Any, lo: int, hi: int) -> int:
