@@ -1,7 +1,8 @@
-"""The audit log: one append-only entry per decision, written in the decision's transaction.
+"""The audit log: append-only, hash-chained entries, written in the transaction of what they record.
 
-Hash chaining, database-enforced immutability and the Merkle transparency log build on this table in
-the audit issue; today it gives every decision a stable audit index.
+The database refuses UPDATE and DELETE on entries (triggers installed by migration 0002), every entry's
+hash covers the previous one (``apps.audit.chain``), and per tenant the entry hashes are the leaves of a
+Merkle log whose right edge ``AuditLogHead`` keeps.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from apps.tenants.models import Tenant
 
 
 class AuditEntry(models.Model):
-    """One audited event. Its primary key is the audit index returned to the agent."""
+    """One audited event; ``seq`` is its index in the tenant's log (the agent's ``audit_index``)."""
 
-    # Indexed through (tenant, id) below; a separate index would only slow every append.
+    # Indexed through (tenant, seq) below; a separate index would only slow every append.
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="audit_entries", db_index=False)
     kind = models.CharField(max_length=32)  # "decision" for ingest outcomes
     pcs_id = models.CharField(max_length=64, blank=True)
@@ -25,12 +26,33 @@ class AuditEntry(models.Model):
         max_length=64, blank=True, help_text="hex SHA-256 of the signed payload"
     )
     actor = models.CharField(max_length=150)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField()
+    seq = models.BigIntegerField(help_text="index in the tenant's log, from 0")
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64)
 
     class Meta:
         ordering = ["id"]
         verbose_name_plural = "audit entries"
-        indexes = [models.Index(fields=["tenant", "id"])]
+        constraints = [models.UniqueConstraint(fields=["tenant", "seq"], name="audit_entry_tenant_seq_uniq")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind} {self.pcs_id}"
+
+
+class AuditLogHead(models.Model):
+    """Where a tenant's log stands: its size, last entry hash and Merkle right edge.
+
+    Appends lock this row (``select_for_update``), which orders one tenant's entries; tenants do not
+    wait for each other.
+    """
+
+    tenant = models.OneToOneField(
+        Tenant, on_delete=models.PROTECT, primary_key=True, related_name="audit_head"
+    )
+    size = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64)
+    edge = models.JSONField(default=list, help_text="hex roots of the perfect subtrees, largest first")
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.size} entries"

@@ -131,14 +131,14 @@ def test_status_table(api, pcs_factory, tenant, settings, row):
         assert int(response.headers["Retry-After"]) >= 1
 
 
-def test_accepted_answer_carries_recomputed_values_and_audit_index(api, pcs_factory):
+def test_accepted_answer_carries_recomputed_values_and_audit_index(api, pcs_factory, tenant):
     pcs = pcs_factory(epoch=100)
     data = submit(api, pcs).json()
     assert data["D_hat"] == pytest.approx(pcs["D_hat"], abs=1e-12)
     assert data["regime"] == pcs["regime"]
     assert data["policy_version"] == "1.0.0"
     assert next(c["name"] for c in data["checks"]) == "signature"
-    assert AuditEntry.objects.get(pk=data["audit_index"]).pcs_id == pcs["pcs_id"]
+    assert AuditEntry.objects.get(tenant=tenant, seq=data["audit_index"]).pcs_id == pcs["pcs_id"]
 
 
 SIGNED_FIELDS = ["pcs_id", "merkle_root", "epoch", "shard_id", "D_hat", "coh_star", "r", "budget"]
