@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from apps.pcs.dedup import reset_dedup_store
 from apps.pcs.services import reset_rate_limiter
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import reset_key_cache
-from apps.tenants.services import tenant_ensure_default
+from apps.tenants.services import tenant_create, tenant_ensure_default, token_issue
 from flk_agent.signing import HmacSigner
 from tests.support.pcs_factory import make_pcs
 
@@ -73,3 +74,43 @@ def submit(client: httpx.Client, pcs: dict[str, Any] | bytes, **headers: str) ->
     return client.post(
         "/v1/pcs/submit", content=body, headers={"Content-Type": "application/json", **headers}
     )
+
+
+# -- several tenants ---------------------------------------------------------------------------
+
+
+@dataclass
+class TenantKit:
+    tenant: Tenant
+    secret: str
+    signer: HmacSigner
+    token: str
+
+
+def _kit(slug: str) -> TenantKit:
+    tenant, new = tenant_create(slug=slug, name=slug.upper(), actor="test")
+    _, token = token_issue(tenant=tenant, name="reader", actor="test")
+    return TenantKit(tenant, new.secret, HmacSigner(new.secret.encode()), token)
+
+
+@pytest.fixture
+def multi_tenant(settings):
+    settings.MULTI_TENANT = True
+
+
+@pytest.fixture
+def tenant_a(transactional_db, multi_tenant) -> TenantKit:
+    return _kit("acme")
+
+
+@pytest.fixture
+def tenant_b(transactional_db, multi_tenant) -> TenantKit:
+    return _kit("globex")
+
+
+@pytest.fixture
+def http(live_server, transactional_db):
+    import httpx
+
+    with httpx.Client(base_url=live_server.url, timeout=10) as client:
+        yield client

@@ -56,3 +56,22 @@ class AuditLogHead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}: {self.size} entries"
+
+
+class Checkpoint(models.Model):
+    """A signed tree head of a tenant's log: a C2SP checkpoint in a C2SP signed note."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="checkpoints", db_index=False)
+    tree_size = models.BigIntegerField()
+    root_hash = models.CharField(max_length=64)
+    note = models.TextField(help_text="the signed note, exactly as served")
+    sealed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "tree_size"], name="checkpoint_tenant_size_uniq")
+        ]
+        ordering = ["tenant", "-tree_size"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}@{self.tree_size}"

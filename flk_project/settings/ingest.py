@@ -25,6 +25,26 @@ def _local_encryption_keys() -> list[str]:
 
 # Fernet keys for secrets at rest, newest first (comma-separated).
 FLK_ENCRYPTION_KEYS = env_list("FLK_ENCRYPTION_KEYS", "") or _local_encryption_keys()
+
+
+def _local_audit_key() -> str:
+    """The embedded default's Ed25519 seed for signing audit checkpoints, kept in var/ (0600)."""
+    import base64
+    import secrets
+
+    path = _VAR_DIR / "audit_signing_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+    return path.read_text().strip()
+
+
+# Ed25519 private key seed (base64, 32 bytes) that signs audit checkpoints; production must set it.
+AUDIT_SIGNING_KEY_B64 = env_str("AUDIT_SIGNING_KEY_B64") or _local_audit_key()
+# Checkpoint origins are "<AUDIT_LOG_ORIGIN>/<tenant slug>"; the note's key name is the same string.
+AUDIT_LOG_ORIGIN = env_str("AUDIT_LOG_ORIGIN", "flk.local/audit")
+
 # How long a rotated-out signing key keeps verifying, unless the rotation names another window.
 KEY_ROTATION_OVERLAP_HOURS = env_float("KEY_ROTATION_OVERLAP_HOURS", 24.0)
 

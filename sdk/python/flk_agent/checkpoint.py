@@ -14,6 +14,7 @@ import binascii
 import hashlib
 from dataclasses import dataclass
 
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -110,13 +111,19 @@ def _hashes(values: list[str]) -> list[bytes]:
 def check_inclusion(checkpoint: Checkpoint, proof: dict) -> None:
     """Raise ``CheckpointError`` unless ``proof`` places its leaf in the checkpoint's tree.
 
-    ``proof`` is ``{"leaf_index", "tree_size", "leaf_hash", "hashes"}`` with base64 hashes.
+    ``proof`` is ``{"leaf_index", "tree_size", "leaf_hash", "hashes"}`` with base64 hashes, and may
+    carry the ``entry`` itself: then its RFC 8785 SHA-256 must be the leaf, so an entry edited after it
+    was logged is caught even when its proof still verifies.
     """
     if proof.get("tree_size") != checkpoint.size:
         raise CheckpointError(
             f"the proof is for tree size {proof.get('tree_size')}, the checkpoint for {checkpoint.size}"
         )
     [leaf] = _hashes([proof.get("leaf_hash", "")])
+    if "entry" in proof:
+        recomputed = merkle.leaf_hash(hashlib.sha256(rfc8785.dumps(proof["entry"])).digest())
+        if recomputed != leaf:
+            raise CheckpointError("the entry's content does not match its leaf hash (it was edited)")
     if not merkle.verify_inclusion(
         leaf,
         int(proof.get("leaf_index", -1)),
