@@ -31,11 +31,15 @@ class PreparedEntry:
 
 
 def _locked_head(tenant_id: int) -> AuditLogHead:
-    # Create the head on a tenant's first entry; concurrent first appends both land on the one row.
+    # NO KEY UPDATE: the head's key never changes, so this lock does not block foreign-key checks.
+    head = AuditLogHead.objects.select_for_update(no_key=True).filter(tenant_id=tenant_id).first()
+    if head is not None:
+        return head
+    # A tenant's first entry creates the head; concurrent first appends both land on the one row.
     AuditLogHead.objects.bulk_create(
         [AuditLogHead(tenant_id=tenant_id, size=0, last_hash=GENESIS_HASH, edge=[])], ignore_conflicts=True
     )
-    return AuditLogHead.objects.select_for_update().get(tenant_id=tenant_id)
+    return AuditLogHead.objects.select_for_update(no_key=True).get(tenant_id=tenant_id)
 
 
 def audit_prepare(
@@ -71,12 +75,15 @@ def audit_prepare(
     return PreparedEntry(head, values)
 
 
+def head_after(prepared: PreparedEntry) -> dict[str, Any]:
+    """The head's new column values once the prepared entry is in."""
+    head, digest = prepared.head, prepared.values["entry_hash"]
+    return {"size": head.size + 1, "last_hash": digest, "edge": edge_append(head.edge, head.size, digest)}
+
+
 def audit_finish(prepared: PreparedEntry) -> None:
     """Advance the head past the entry that was just inserted."""
-    head, digest = prepared.head, prepared.values["entry_hash"]
-    AuditLogHead.objects.filter(tenant_id=head.tenant_id).update(
-        size=head.size + 1, last_hash=digest, edge=edge_append(head.edge, head.size, digest)
-    )
+    AuditLogHead.objects.filter(tenant_id=prepared.head.tenant_id).update(**head_after(prepared))
 
 
 @transaction.atomic

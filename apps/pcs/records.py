@@ -17,8 +17,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from apps.audit.models import AuditEntry
-from apps.audit.services import PreparedEntry, audit_finish, audit_prepare
+from apps.audit.models import AuditEntry, AuditLogHead
+from apps.audit.services import PreparedEntry, audit_finish, audit_prepare, head_after
 from apps.pcs.errors import encode_body
 from apps.pcs.models import PcsRecord
 
@@ -45,8 +45,13 @@ class Decision:
 def _single_statement_sql() -> str:
     audit = AuditEntry._meta.db_table
     record = PcsRecord._meta.db_table
+    head = AuditLogHead._meta.db_table
     return f"""
-        WITH entry AS (
+        WITH head AS (
+            UPDATE {head}
+            SET size = %(head_size)s, last_hash = %(head_last_hash)s, edge = %(head_edge)s::jsonb
+            WHERE tenant_id = %(tenant_id)s
+        ), entry AS (
             INSERT INTO {audit} (tenant_id, kind, pcs_id, status, reason, policy_version,
                                  request_digest, actor, created_at, seq, prev_hash, entry_hash)
             VALUES (%(tenant_id)s, %(kind)s, %(pcs_id)s, %(status)s, %(reason)s, %(policy_version)s,
@@ -90,11 +95,11 @@ def decision_insert(*, decision: Decision, body: dict[str, Any], single_statemen
         )
         body.pop("audit_index", None)
         body["audit_index"] = prepared.seq
-        if single_statement:
+        if single_statement:  # advances the head in the same statement
             _insert_single_statement(decision, body, prepared)
         else:
             _insert_with_orm(decision, body, prepared)
-        audit_finish(prepared)
+            audit_finish(prepared)
     return prepared.seq
 
 
@@ -103,8 +108,12 @@ def _insert_single_statement(decision: Decision, body: dict[str, Any], prepared:
     if _SQL is None:
         _SQL = _single_statement_sql()
     pcs = decision.pcs
+    head = head_after(prepared)
     params = {
         **prepared.values,
+        "head_size": head["size"],
+        "head_last_hash": head["last_hash"],
+        "head_edge": json.dumps(head["edge"]),
         "shard_id": pcs["shard_id"],
         "epoch": pcs["epoch"],
         "pcs": json.dumps(pcs, ensure_ascii=False),
