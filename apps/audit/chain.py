@@ -1,9 +1,13 @@
 """The arithmetic of the audit log: entry hashes, the hash chain, and the Merkle log's right edge.
 
-Each entry's hash covers its fields and the previous entry's hash (a chain per tenant, so one edited
-or deleted row breaks every later link). Entry hashes are also the leaves of a per-tenant RFC 9162
-Merkle tree, built with the protocol package's Merkle code. Appends keep only the tree's right edge
-(the roots of its perfect subtrees, largest first): an append costs O(log n), never a rebuild.
+An entry's hash is ``SHA-256(prev_hash || content_hash)`` (raw bytes), where ``content_hash`` is the
+SHA-256 of the RFC 8785 form of the entry's own fields. The chain link is computed where the log head
+is advanced, in the same statement on PostgreSQL (``sha256()`` in SQL), so the head row is locked only
+for the instant of that statement. Editing, deleting or reordering any entry breaks every later link.
+
+Entry hashes are also the leaves of a per-tenant RFC 9162 Merkle tree, built with the protocol
+package's Merkle code. The sealer keeps its right edge (the roots of the perfect subtrees, largest
+first) and appends the entries logged since its last checkpoint: O(log n) per entry, never a rebuild.
 """
 
 from __future__ import annotations
@@ -19,28 +23,24 @@ from flk_agent import merkle
 GENESIS_HASH = "0" * 64  # the "previous hash" of a tenant's first entry
 
 
-def entry_fields(
+def entry_content(
     *,
     tenant_id: int,
-    seq: int,
     kind: str,
     actor: str,
     created_at: datetime,
-    prev_hash: str,
     pcs_id: str = "",
     status: int | None = None,
     reason: str = "",
     policy_version: str = "",
     request_digest: str = "",
 ) -> dict[str, Any]:
-    """The fields an entry hash covers, as one canonical object."""
+    """The fields of an entry that its content hash covers (its place in the chain is added apart)."""
     return {
         "tenant": tenant_id,
-        "seq": seq,
         "kind": kind,
         "actor": actor,
         "created_at": created_at.isoformat(),
-        "prev_hash": prev_hash,
         "pcs_id": pcs_id,
         "status": status,
         "reason": reason,
@@ -49,9 +49,14 @@ def entry_fields(
     }
 
 
-def entry_hash(fields: dict[str, Any]) -> str:
-    """Hex SHA-256 of the RFC 8785 form of an entry's fields."""
-    return hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+def content_hash(content: dict[str, Any]) -> str:
+    """Hex SHA-256 of the RFC 8785 form of an entry's content."""
+    return hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+
+
+def link_hash(prev_hash: str, content_hash_hex: str) -> str:
+    """The entry hash: SHA-256 over the previous entry hash and this entry's content hash."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + bytes.fromhex(content_hash_hex)).hexdigest()
 
 
 def edge_append(edge: list[str], size: int, entry_hash_hex: str) -> list[str]:

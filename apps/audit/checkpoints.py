@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from apps.audit.chain import edge_root, entry_fields
+from apps.audit.chain import edge_append, edge_root
 from apps.audit.models import AuditEntry, AuditLogHead, Checkpoint
+from apps.audit.selectors import entry_content_of
 from apps.tenants.models import Tenant
 from flk_agent import merkle
 from flk_agent.checkpoint import checkpoint_body, sign_note, verifier_key
@@ -52,19 +53,31 @@ def verifier_key_for(tenant: Tenant) -> str:
 
 
 def checkpoint_seal(*, tenant: Tenant) -> Checkpoint | None:
-    """Sign the tenant's current tree head if it grew since the last checkpoint; safe to run twice."""
+    """Sign the tenant's tree head if the log grew since the last checkpoint; safe to run twice.
+
+    The new entries are appended to the last checkpoint's right edge: O(log n) each, never a rebuild.
+    """
     head = AuditLogHead.objects.filter(tenant=tenant).first()
-    if head is None or head.size == 0:
-        return None
     latest = Checkpoint.objects.filter(tenant=tenant).order_by("-tree_size").first()
-    if latest is not None and latest.tree_size >= head.size:
+    size, edge = (latest.tree_size, latest.edge) if latest else (0, [])
+    if head is None or head.size <= size:
         return None
-    root = edge_root(head.edge)
-    note = sign_note(checkpoint_body(log_origin(tenant), head.size, root), log_origin(tenant), signing_key())
+    new_hashes = (
+        AuditEntry.objects.filter(tenant=tenant, seq__gte=size, seq__lt=head.size)
+        .order_by("seq")
+        .values_list("entry_hash", flat=True)
+    )
+    for digest in new_hashes:
+        edge = edge_append(edge, size, digest)
+        size += 1
+    if size != head.size:
+        raise ProofError(f"the log head says {head.size} entries, the table has {size}")
+    root = edge_root(edge)
+    note = sign_note(checkpoint_body(log_origin(tenant), size, root), log_origin(tenant), signing_key())
     try:
         with transaction.atomic():
             return Checkpoint.objects.create(
-                tenant=tenant, tree_size=head.size, root_hash=root.hex(), note=note
+                tenant=tenant, tree_size=size, root_hash=root.hex(), note=note, edge=edge
             )
     except IntegrityError:  # a concurrent seal of the same size won
         return None
@@ -98,20 +111,8 @@ def inclusion_proof_for(*, tenant: Tenant, index: int, tree_size: int) -> dict[s
         "tree_size": tree_size,
         "leaf_hash": _b64(leaves[index]),
         "hashes": [_b64(h) for h in merkle.inclusion_proof(leaves, index)],
-        # The entry itself: its hash is SHA-256 of the RFC 8785 form of this object.
-        "entry": entry_fields(
-            tenant_id=entry.tenant_id,
-            seq=entry.seq,
-            kind=entry.kind,
-            actor=entry.actor,
-            created_at=entry.created_at,
-            prev_hash=entry.prev_hash,
-            pcs_id=entry.pcs_id,
-            status=entry.status,
-            reason=entry.reason,
-            policy_version=entry.policy_version,
-            request_digest=entry.request_digest,
-        ),
+        # The entry itself: its hash is SHA-256(prev_hash || SHA-256(RFC 8785 of content)).
+        "entry": {"seq": entry.seq, "prev_hash": entry.prev_hash, "content": entry_content_of(entry)},
     }
 
 

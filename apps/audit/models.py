@@ -2,7 +2,7 @@
 
 The database refuses UPDATE and DELETE on entries (triggers installed by migration 0002), every entry's
 hash covers the previous one (``apps.audit.chain``), and per tenant the entry hashes are the leaves of a
-Merkle log whose right edge ``AuditLogHead`` keeps.
+Merkle log that signed ``Checkpoint`` rows seal.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ class AuditEntry(models.Model):
 
 
 class AuditLogHead(models.Model):
-    """Where a tenant's log stands: its size, last entry hash and Merkle right edge.
+    """Where a tenant's log stands: its size and the hash of its last entry.
 
-    Appends lock this row (``select_for_update``), which orders one tenant's entries; tenants do not
-    wait for each other.
+    An append advances this row in one UPDATE (chain link computed in the same statement), which
+    orders one tenant's entries; tenants do not wait for each other.
     """
 
     tenant = models.OneToOneField(
@@ -52,7 +52,7 @@ class AuditLogHead(models.Model):
     )
     size = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64)
-    edge = models.JSONField(default=list, help_text="hex roots of the perfect subtrees, largest first")
+    prev_hash = models.CharField(max_length=64, help_text="the previous hash of the last entry")
 
     def __str__(self) -> str:
         return f"{self.tenant_id}: {self.size} entries"
@@ -65,6 +65,7 @@ class Checkpoint(models.Model):
     tree_size = models.BigIntegerField()
     root_hash = models.CharField(max_length=64)
     note = models.TextField(help_text="the signed note, exactly as served")
+    edge = models.JSONField(default=list, help_text="hex roots of the tree's perfect subtrees, largest first")
     sealed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from apps.audit.chain import GENESIS_HASH, edge_root, entry_fields, entry_hash
-from apps.audit.models import AuditEntry, AuditLogHead
+from apps.audit.chain import GENESIS_HASH, content_hash, entry_content, link_hash
+from apps.audit.models import AuditEntry, AuditLogHead, Checkpoint
 from flk_agent import merkle
 
 VERIFY_BATCH = 5_000  # entries read per query: bounded memory on long logs
@@ -25,25 +26,39 @@ class ChainReport:
         return not self.problems
 
 
+def entry_content_of(entry: AuditEntry) -> dict[str, Any]:
+    """The content an entry's hash covers, from its stored columns."""
+    return entry_content(
+        tenant_id=entry.tenant_id,
+        kind=entry.kind,
+        actor=entry.actor,
+        created_at=entry.created_at,
+        pcs_id=entry.pcs_id,
+        status=entry.status,
+        reason=entry.reason,
+        policy_version=entry.policy_version,
+        request_digest=entry.request_digest,
+    )
+
+
 def audit_chain_verify(*, tenant_id: int) -> ChainReport:
     """Recompute every entry hash and link of a tenant's log; name the first broken entry.
 
-    Also checks that the sequence has no gap and that the head's Merkle root is the root of all
-    entry hashes, so a deleted or appended-by-hand row is found even if the chain was re-forged after it.
+    Also checks that the sequence has no gap, that the head agrees with the last entry, and that every
+    signed checkpoint's root is the root of the entries it covers, so a deleted or hand-appended row is
+    found even if the chain was re-forged after it.
     """
     report = ChainReport(tenant_id)
     prev, expected_seq, leaves = GENESIS_HASH, 0, []
-    last_id = 0
     while True:
         batch = list(
-            AuditEntry.objects.filter(tenant_id=tenant_id, id__gt=last_id).order_by("seq", "id")[
+            AuditEntry.objects.filter(tenant_id=tenant_id, seq__gte=expected_seq).order_by("seq")[
                 :VERIFY_BATCH
             ]
         )
         if not batch:
             break
         for entry in batch:
-            last_id = max(last_id, entry.id)
             where = f"entry id={entry.id} seq={entry.seq}"
             if entry.seq != expected_seq:
                 report.problems.append(f"{where}: expected seq {expected_seq} (an entry is missing or moved)")
@@ -51,34 +66,24 @@ def audit_chain_verify(*, tenant_id: int) -> ChainReport:
             if entry.prev_hash != prev:
                 report.problems.append(f"{where}: prev_hash does not match the previous entry's hash")
                 return report
-            fields = entry_fields(
-                tenant_id=entry.tenant_id,
-                seq=entry.seq,
-                kind=entry.kind,
-                actor=entry.actor,
-                created_at=entry.created_at,
-                prev_hash=entry.prev_hash,
-                pcs_id=entry.pcs_id,
-                status=entry.status,
-                reason=entry.reason,
-                policy_version=entry.policy_version,
-                request_digest=entry.request_digest,
-            )
-            if entry_hash(fields) != entry.entry_hash:
+            if link_hash(prev, content_hash(entry_content_of(entry))) != entry.entry_hash:
                 report.problems.append(f"{where}: its content does not match its entry_hash (edited)")
                 return report
             prev, expected_seq = entry.entry_hash, expected_seq + 1
             leaves.append(merkle.leaf_hash(bytes.fromhex(entry.entry_hash)))
             report.entries += 1
     head = AuditLogHead.objects.filter(tenant_id=tenant_id).first()
-    if head is not None:
-        if head.size != report.entries or head.last_hash != prev:
-            report.problems.append(
-                f"log head says {head.size} entries ending {head.last_hash[:12]}…, "
-                f"the table holds {report.entries} ending {prev[:12]}…"
-            )
-        elif edge_root(head.edge) != merkle.root_from_leaf_hashes(leaves):
-            report.problems.append("the log head's Merkle root is not the root of the entries")
-    elif report.entries:
+    if head is not None and (head.size != report.entries or head.last_hash != prev):
+        report.problems.append(
+            f"log head says {head.size} entries ending {head.last_hash[:12]}…, "
+            f"the table holds {report.entries} ending {prev[:12]}…"
+        )
+    elif head is None and report.entries:
         report.problems.append("entries exist but the tenant has no log head")
+    for checkpoint in Checkpoint.objects.filter(tenant_id=tenant_id):
+        if checkpoint.tree_size > len(leaves) or (
+            merkle.root_from_leaf_hashes(leaves[: checkpoint.tree_size]).hex() != checkpoint.root_hash
+        ):
+            report.problems.append(f"checkpoint at size {checkpoint.tree_size} does not match the entries")
+            break
     return report

@@ -53,7 +53,7 @@ def _download(http, tenant_a, tmp_path: Path, index: int) -> tuple[list[str], st
 def test_a_decision_is_provably_in_the_signed_log_and_an_edit_is_caught(http, tenant_a, logged, tmp_path):
     index = logged[2].json()["audit_index"]
     args, proof = _download(http, tenant_a, tmp_path, index)
-    assert json.loads(proof)["entry"]["pcs_id"] == logged[2].json()["pcs_id"]
+    assert json.loads(proof)["entry"]["content"]["pcs_id"] == logged[2].json()["pcs_id"]
     assert flk_agent(args) == 0  # offline: only the files and the public key
     # A superuser edits the decision's audit entry behind the triggers.
     with transaction.atomic(), connection.cursor() as cursor:

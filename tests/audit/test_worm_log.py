@@ -13,6 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.audit.chain import edge_root
+from apps.audit.checkpoints import checkpoint_seal
 from apps.audit.models import AuditEntry, AuditLogHead
 from apps.audit.selectors import audit_chain_verify
 from apps.audit.services import audit_append
@@ -55,8 +56,11 @@ def test_the_chain_links_and_the_merkle_root_hold(decided, tenant):
     assert [e.seq for e in entries] == list(range(len(entries)))
     assert all(b.prev_hash == a.entry_hash for a, b in itertools.pairwise(entries))
     head = AuditLogHead.objects.get(tenant=tenant)
+    assert (head.size, head.last_hash) == (len(entries), entries[-1].entry_hash)
+    checkpoint = checkpoint_seal(tenant=tenant)
     leaves = [merkle.leaf_hash(bytes.fromhex(e.entry_hash)) for e in entries]
-    assert edge_root(head.edge) == merkle.root_from_leaf_hashes(leaves)
+    assert edge_root(checkpoint.edge) == merkle.root_from_leaf_hashes(leaves)
+    assert checkpoint.root_hash == merkle.root_from_leaf_hashes(leaves).hex()
 
 
 def _drop_trigger_and(statement: str, params: list) -> None:

@@ -112,8 +112,9 @@ def check_inclusion(checkpoint: Checkpoint, proof: dict) -> None:
     """Raise ``CheckpointError`` unless ``proof`` places its leaf in the checkpoint's tree.
 
     ``proof`` is ``{"leaf_index", "tree_size", "leaf_hash", "hashes"}`` with base64 hashes, and may
-    carry the ``entry`` itself: then its RFC 8785 SHA-256 must be the leaf, so an entry edited after it
-    was logged is caught even when its proof still verifies.
+    carry the ``entry`` itself, ``{"seq", "prev_hash", "content"}``: its hash,
+    SHA-256(prev_hash || SHA-256(RFC 8785 of content)), must be the leaf's data, so an entry edited after
+    it was logged is caught even when its proof still verifies.
     """
     if proof.get("tree_size") != checkpoint.size:
         raise CheckpointError(
@@ -121,8 +122,13 @@ def check_inclusion(checkpoint: Checkpoint, proof: dict) -> None:
         )
     [leaf] = _hashes([proof.get("leaf_hash", "")])
     if "entry" in proof:
-        recomputed = merkle.leaf_hash(hashlib.sha256(rfc8785.dumps(proof["entry"])).digest())
-        if recomputed != leaf:
+        entry = proof["entry"]
+        try:
+            content_hash = hashlib.sha256(rfc8785.dumps(entry["content"])).digest()
+            entry_hash = hashlib.sha256(bytes.fromhex(entry["prev_hash"]) + content_hash).digest()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError("the proof's entry is malformed") from exc
+        if merkle.leaf_hash(entry_hash) != leaf:
             raise CheckpointError("the entry's content does not match its leaf hash (it was edited)")
     if not merkle.verify_inclusion(
         leaf,

@@ -1,4 +1,4 @@
-"""Hash-chain the audit log, start the per-tenant Merkle log, and make entries immutable.
+"""Hash-chain the audit log, add signed checkpoints, and make entries immutable.
 
 Existing entries (from before this migration) are chained in id order per tenant, then the database is
 told to refuse UPDATE and DELETE on the table.
@@ -9,31 +9,29 @@ from django.db import migrations, models
 
 
 def chain_existing_entries(apps, schema_editor):
-    from apps.audit.chain import GENESIS_HASH, edge_append, entry_fields, entry_hash
+    from apps.audit.chain import GENESIS_HASH, content_hash, entry_content, link_hash
 
     entry_model = apps.get_model("audit", "AuditEntry")
     head_model = apps.get_model("audit", "AuditLogHead")
     heads = {}
     for entry in entry_model.objects.order_by("id"):
-        size, prev, edge = heads.get(entry.tenant_id, (0, GENESIS_HASH, []))
-        fields = entry_fields(
+        size, prev, _ = heads.get(entry.tenant_id, (0, GENESIS_HASH, GENESIS_HASH))
+        content = entry_content(
             tenant_id=entry.tenant_id,
-            seq=size,
             kind=entry.kind,
             actor=entry.actor,
             created_at=entry.created_at,
-            prev_hash=prev,
             pcs_id=entry.pcs_id,
             status=entry.status,
             reason=entry.reason,
             policy_version=entry.policy_version,
             request_digest=entry.request_digest,
         )
-        digest = entry_hash(fields)
+        digest = link_hash(prev, content_hash(content))
         entry_model.objects.filter(pk=entry.pk).update(seq=size, prev_hash=prev, entry_hash=digest)
-        heads[entry.tenant_id] = (size + 1, digest, edge_append(edge, size, digest))
-    for tenant_id, (size, last, edge) in heads.items():
-        head_model.objects.create(tenant_id=tenant_id, size=size, last_hash=last, edge=edge)
+        heads[entry.tenant_id] = (size + 1, digest, prev)
+    for tenant_id, (size, last, prev) in heads.items():
+        head_model.objects.create(tenant_id=tenant_id, size=size, last_hash=last, prev_hash=prev)
 
 
 POSTGRES_TRIGGERS = """
@@ -99,12 +97,48 @@ class Migration(migrations.Migration):
                 ("size", models.BigIntegerField(default=0)),
                 ("last_hash", models.CharField(max_length=64)),
                 (
+                    "prev_hash",
+                    models.CharField(max_length=64, help_text="the previous hash of the last entry"),
+                ),
+            ],
+        ),
+        migrations.CreateModel(
+            name="Checkpoint",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tree_size", models.BigIntegerField()),
+                ("root_hash", models.CharField(max_length=64)),
+                ("note", models.TextField(help_text="the signed note, exactly as served")),
+                (
                     "edge",
                     models.JSONField(
-                        default=list, help_text="hex roots of the perfect subtrees, largest first"
+                        default=list, help_text="hex roots of the tree's perfect subtrees, largest first"
+                    ),
+                ),
+                ("sealed_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="checkpoints",
+                        to="tenants.tenant",
                     ),
                 ),
             ],
+            options={
+                "ordering": ["tenant", "-tree_size"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "tree_size"), name="checkpoint_tenant_size_uniq"
+                    )
+                ],
+            },
         ),
         migrations.RunPython(chain_existing_entries, migrations.RunPython.noop),
         migrations.AlterField(
