@@ -33,6 +33,7 @@ test: venv services lint
 
 bench: venv services
 	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/audit_append_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
