@@ -7,4 +7,5 @@ from typing import Any
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "wal-maintain": {"task": "tasks.wal.wal_maintain", "schedule": 60.0},
     "seal-checkpoints": {"task": "tasks.audit.seal_checkpoints", "schedule": 60.0},
+    "anchor-checkpoints": {"task": "tasks.audit.anchor_checkpoints", "schedule": 60.0},
 }

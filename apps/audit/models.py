@@ -76,3 +76,16 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}@{self.tree_size}"
+
+
+class Anchor(models.Model):
+    """Where a checkpoint was written to write-once storage, so the log cannot be rolled back silently."""
+
+    checkpoint = models.OneToOneField(Checkpoint, on_delete=models.PROTECT, related_name="anchor")
+    backend = models.CharField(max_length=16)  # "local" (read-only file); "s3" (Object Lock) to come
+    reference = models.CharField(max_length=500, help_text="where the anchored note is")
+    note_sha256 = models.CharField(max_length=64)
+    anchored_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint} -> {self.reference}"

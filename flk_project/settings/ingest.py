@@ -45,6 +45,9 @@ AUDIT_SIGNING_KEY_B64 = env_str("AUDIT_SIGNING_KEY_B64") or _local_audit_key()
 # Checkpoint origins are "<AUDIT_LOG_ORIGIN>/<tenant slug>"; the note's key name is the same string.
 AUDIT_LOG_ORIGIN = env_str("AUDIT_LOG_ORIGIN", "flk.local/audit")
 
+# Write-once directory that sealed checkpoints are anchored to (files made read-only).
+AUDIT_ANCHOR_DIR = env_path("AUDIT_ANCHOR_DIR", _VAR_DIR / "anchors")
+
 # How long a rotated-out signing key keeps verifying, unless the rotation names another window.
 KEY_ROTATION_OVERLAP_HOURS = env_float("KEY_ROTATION_OVERLAP_HOURS", 24.0)
 
