@@ -15,8 +15,8 @@ from django.conf import settings
 
 from apps.pcs import wal
 from apps.pcs.dedup import reset_dedup_store
-from apps.pcs.services import reset_rate_limiter
 from apps.tenants.models import Tenant
+from apps.tenants.ratelimit import reset_rate_limiter
 from apps.tenants.selectors import reset_key_cache
 from apps.tenants.services import tenant_create, tenant_ensure_default, token_issue
 from flk_agent.signing import HmacSigner

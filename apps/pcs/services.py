@@ -26,7 +26,7 @@ from apps.pcs.records import Decision, decision_insert
 from apps.policy.checks import Evaluation, evaluate, sanity_check
 from apps.policy.params import PolicyParams, policy_for_tenant
 from apps.tenants.models import Tenant
-from apps.tenants.ratelimit import RateLimiter, retry_after_header
+from apps.tenants.ratelimit import get_rate_limiter, retry_after_header
 from apps.tenants.selectors import tenant_resolve, verification_keys_for
 from flk_agent.pcs import payload_digest
 from flk_agent.signing import verify_signature
@@ -55,32 +55,6 @@ def _unavailable(detail: str) -> IngestError:
     return IngestError(503, "store_unavailable", detail, retry_after=settings.RETRY_AFTER_SECONDS)
 
 
-_limiter: RateLimiter | None = None
-
-
-def get_rate_limiter() -> RateLimiter:
-    """The process's limiter: Redis when configured, else the database."""
-    global _limiter
-    if _limiter is None:
-        client = (
-            redis.Redis.from_url(
-                settings.REDIS_URL,
-                socket_timeout=settings.STORE_TIMEOUT_SECONDS,
-                socket_connect_timeout=settings.STORE_TIMEOUT_SECONDS,
-            )
-            if settings.REDIS_URL
-            else None
-        )
-        _limiter = RateLimiter(client)
-    return _limiter
-
-
-def reset_rate_limiter() -> None:
-    """Forget the built limiter (tests)."""
-    global _limiter
-    _limiter = None
-
-
 def pcs_submit(*, body: bytes, tenant_header: str | None, received_at: datetime) -> IngestResult:
     """Make the request durable, decide it, and mark it answered in the WAL."""
     try:
@@ -88,10 +62,13 @@ def pcs_submit(*, body: bytes, tenant_header: str | None, received_at: datetime)
     except wal.WalError as exc:
         metrics.wal_errors.inc()
         logger.error("ingest.wal_error error=%s", exc)
-        return IngestResult(
-            503,
-            {"error": "wal_unavailable", "detail": "the request could not be made durable"},
-            {"Retry-After": str(settings.RETRY_AFTER_SECONDS)},
+        return _error_result(
+            IngestError(
+                503,
+                "wal_unavailable",
+                "the request could not be made durable",
+                retry_after=settings.RETRY_AFTER_SECONDS,
+            )
         )
     result = pcs_ingest(body=body, tenant_header=tenant_header, received_at=received_at)
     if result.status != 503:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import redis
+from django.conf import settings
 from django.db import transaction
 
 from apps.tenants.models import RateBucket, Tenant
@@ -126,3 +127,29 @@ def _admission(allowed: int, wait: float, why: str) -> Admission:
 def retry_after_header(seconds: float) -> str:
     """Retry-After takes whole seconds; round up so a client that obeys it is admitted."""
     return str(max(1, math.ceil(seconds)))
+
+
+_limiter: RateLimiter | None = None
+
+
+def get_rate_limiter() -> RateLimiter:
+    """The process's limiter: Redis when configured, else the database."""
+    global _limiter
+    if _limiter is None:
+        client = (
+            redis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_timeout=settings.STORE_TIMEOUT_SECONDS,
+                socket_connect_timeout=settings.STORE_TIMEOUT_SECONDS,
+            )
+            if settings.REDIS_URL
+            else None
+        )
+        _limiter = RateLimiter(client)
+    return _limiter
+
+
+def reset_rate_limiter() -> None:
+    """Forget the built limiter (tests)."""
+    global _limiter
+    _limiter = None

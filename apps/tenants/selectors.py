@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -13,6 +15,9 @@ from django.utils import timezone
 
 from apps.tenants.crypto import decrypt_secret
 from apps.tenants.models import SigningKey, Tenant
+from apps.tenants.ratelimit import get_rate_limiter
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,37 @@ class VerificationKey:
     key_id: str | None
 
 
-# slug -> (monotonic time of lookup, tenant or None). Every request resolves its tenant, so a short-lived
-# per-process cache saves a query per request; a deactivation takes effect within TENANT_CACHE_SECONDS.
-_tenant_cache: dict[str, tuple[float, Tenant | None]] = {}
+class _TtlCache:
+    """A per-process map whose entries are trusted for TENANT_CACHE_SECONDS.
+
+    Every request resolves its tenant and keys, so caching them saves queries on the hot path; a change
+    (deactivation, rotation) reaches the other processes within that time.
+    """
+
+    MAX_ENTRIES = 10_000  # unknown tenant slugs must not grow it without bound
+
+    def __init__(self) -> None:
+        self._entries: dict[object, tuple[float, object]] = {}
+
+    def get(self, key: object, load: Callable[[], T]) -> T:
+        """The cached value of ``key``, or ``load()``'s, which is then cached."""
+        now = time.monotonic()
+        cached = self._entries.get(key)
+        if cached is not None and now - cached[0] < settings.TENANT_CACHE_SECONDS:
+            return cached[1]  # type: ignore[return-value]
+        value = load()
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+
+
+_tenant_cache = _TtlCache()  # slug -> active tenant or None
+_key_cache = _TtlCache()  # tenant pk -> [(key, not_before, not_after)]
 
 
 def tenant_resolve(*, tenant_header: str | None) -> Tenant | None:
@@ -43,15 +76,7 @@ def tenant_resolve(*, tenant_header: str | None) -> Tenant | None:
         if not tenant_header:
             return None
         slug = tenant_header
-    now = time.monotonic()
-    cached = _tenant_cache.get(slug)
-    if cached is not None and now - cached[0] < settings.TENANT_CACHE_SECONDS:
-        return cached[1]
-    tenant = Tenant.objects.filter(slug=slug, active=True).first()
-    if len(_tenant_cache) > 10_000:  # unknown slugs must not grow it without bound
-        _tenant_cache.clear()
-    _tenant_cache[slug] = (now, tenant)
-    return tenant
+    return _tenant_cache.get(slug, lambda: Tenant.objects.filter(slug=slug, active=True).first())
 
 
 def _default_key() -> VerificationKey:
@@ -71,15 +96,9 @@ def _default_key() -> VerificationKey:
 
 
 _env_key: VerificationKey | None = None
-# tenant pk -> (monotonic time, the tenant's stored keys with their validity windows)
-_key_cache: dict[int, tuple[float, list[tuple[VerificationKey, datetime, datetime | None]]]] = {}
 
 
-def _stored_keys(tenant: Tenant) -> list[tuple[VerificationKey, datetime, datetime | None]]:
-    now = time.monotonic()
-    cached = _key_cache.get(tenant.pk)
-    if cached is not None and now - cached[0] < settings.TENANT_CACHE_SECONDS:
-        return cached[1]
+def _load_stored_keys(tenant: Tenant) -> list[tuple[VerificationKey, datetime, datetime | None]]:
     keys = []
     for row in SigningKey.objects.filter(tenant=tenant):
         material = (
@@ -88,7 +107,6 @@ def _stored_keys(tenant: Tenant) -> list[tuple[VerificationKey, datetime, dateti
             else base64.b64decode(row.public_key_b64)
         )
         keys.append((VerificationKey(row.alg, material, row.key_id), row.not_before, row.not_after))
-    _key_cache[tenant.pk] = (now, keys)
     return keys
 
 
@@ -98,7 +116,8 @@ def verification_keys_for(*, tenant: Tenant, key_id: str | None, at: datetime) -
     A stored key verifies inside [not_before, not_after); during a rotation's overlap two do. The
     default tenant of a single-tenant installation also has the key from the environment.
     """
-    keys = [key for key, start, end in _stored_keys(tenant) if start <= at and (end is None or at < end)]
+    stored = _key_cache.get(tenant.pk, lambda: _load_stored_keys(tenant))
+    keys = [key for key, start, end in stored if start <= at and (end is None or at < end)]
     if not settings.MULTI_TENANT and tenant.slug == settings.DEFAULT_TENANT_ID:
         global _env_key
         if _env_key is None and (
@@ -122,8 +141,6 @@ def reset_key_cache() -> None:
 
 def tenant_usage(*, tenant: Tenant) -> dict[str, object]:
     """Today's (UTC) admitted submissions against the quota, and the token bucket settings."""
-    from apps.pcs.services import get_rate_limiter
-
     quota = tenant.daily_quota
     if quota:
         used = get_rate_limiter().used_today(tenant)

@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from apps.pcs import services
+from apps.tenants import ratelimit
 from apps.tenants.ratelimit import RateLimiter
 from apps.tenants.services import tenant_set_limits
 from tests.conftest import submit
@@ -30,7 +30,7 @@ def clock(request, monkeypatch):
     """Install a limiter on the given store whose clock the test moves."""
     fake = Clock(datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC))
     client = redis.Redis.from_url(settings.REDIS_URL) if request.param == "redis" else None
-    monkeypatch.setattr(services, "_limiter", RateLimiter(client, clock=fake))
+    monkeypatch.setattr(ratelimit, "_limiter", RateLimiter(client, clock=fake))
     return fake
 
 
