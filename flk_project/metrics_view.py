@@ -6,11 +6,23 @@ import base64
 import binascii
 import hmac
 import os
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from apps.audit.metrics import AuditCollector
+
+
+class _ProcessCollector(Collector):
+    """This process's own metrics, when they are not merged from multiprocess files."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
 
 
 def _authorized(request: HttpRequest) -> bool:
@@ -35,9 +47,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Basic realm="flk-metrics"'
         return response
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
-        registry = REGISTRY
+        registry.register(_ProcessCollector())
+    # Gauges read from the database at scrape time, exact whichever process last changed them.
+    registry.register(AuditCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

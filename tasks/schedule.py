@@ -8,4 +8,5 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "wal-maintain": {"task": "tasks.wal.wal_maintain", "schedule": 60.0},
     "seal-checkpoints": {"task": "tasks.audit.seal_checkpoints", "schedule": 60.0},
     "anchor-checkpoints": {"task": "tasks.audit.anchor_checkpoints", "schedule": 60.0},
+    "async-audit": {"task": "tasks.audit.async_audit", "schedule": 60.0},
 }

@@ -114,3 +114,24 @@ def http(live_server, transactional_db):
 
     with httpx.Client(base_url=live_server.url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The endpoint of a real S3 API (moto server) shared by the session; tests use their own buckets."""
+    from tests.support.s3 import moto_s3_server
+
+    with moto_s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """A boto3 S3 client on the test S3 server, with the credentials exported for the code under test."""
+    import boto3
+
+    from tests.support.s3 import S3_CREDENTIALS, S3_REGION
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_REGION)

@@ -82,10 +82,56 @@ class Anchor(models.Model):
     """Where a checkpoint was written to write-once storage, so the log cannot be rolled back silently."""
 
     checkpoint = models.OneToOneField(Checkpoint, on_delete=models.PROTECT, related_name="anchor")
-    backend = models.CharField(max_length=16)  # "local" (read-only file); "s3" (Object Lock) to come
+    backend = models.CharField(max_length=16)  # "local" (read-only file) or "s3" (Object Lock)
     reference = models.CharField(max_length=500, help_text="where the anchored note is")
     note_sha256 = models.CharField(max_length=64)
+    retain_until = models.DateTimeField(null=True, help_text="the store refuses deletion until then")
     anchored_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"{self.checkpoint} -> {self.reference}"
+
+
+class AuditCursor(models.Model):
+    """How far ``async_audit`` has re-verified a tenant's log, and the entry it keeps failing on, if any."""
+
+    tenant = models.OneToOneField(
+        Tenant, on_delete=models.PROTECT, primary_key=True, related_name="audit_cursor"
+    )
+    next_seq = models.BigIntegerField(default=0, help_text="the first entry not yet re-verified")
+    last_hash = models.CharField(max_length=64, help_text="entry_hash of entry next_seq - 1")
+    failing_seq = models.BigIntegerField(null=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="failed attempts on failing_seq")
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: next {self.next_seq}"
+
+
+class AuditDeadLetter(models.Model):
+    """An entry that re-verification found wrong, or could not check after every retry.
+
+    The audit moves on past it; the row stays open until an operator's retry verifies the entry.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="audit_dead_letters")
+    seq = models.BigIntegerField(help_text="the entry's index in the tenant's log")
+    # Null when the entry itself is gone (a deleted row leaves a gap in the sequence).
+    entry = models.ForeignKey(AuditEntry, on_delete=models.PROTECT, null=True, related_name="dead_letters")
+    pcs_id = models.CharField(max_length=64, blank=True)
+    problem = models.CharField(max_length=32)
+    detail = models.TextField()
+    attempts = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "seq"], name="audit_dead_letter_seq_uniq")]
+        ordering = ["-id"]
+        verbose_name = "audit dead letter"
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}#{self.seq} {self.problem}"

@@ -40,6 +40,18 @@ def entry_content_of(entry: AuditEntry) -> dict[str, Any]:
     )
 
 
+def entry_link_problem(entry: AuditEntry, *, expected_seq: int, prev_hash: str) -> str | None:
+    """Why ``entry`` does not hold its place after an entry hashed ``prev_hash``; None when it does."""
+    where = f"entry id={entry.id} seq={entry.seq}"
+    if entry.seq != expected_seq:
+        return f"{where}: expected seq {expected_seq} (an entry is missing or moved)"
+    if entry.prev_hash != prev_hash:
+        return f"{where}: prev_hash does not match the previous entry's hash"
+    if link_hash(prev_hash, content_hash(entry_content_of(entry))) != entry.entry_hash:
+        return f"{where}: its content does not match its entry_hash (edited)"
+    return None
+
+
 def audit_chain_verify(*, tenant_id: int) -> ChainReport:
     """Recompute every entry hash and link of a tenant's log; name the first broken entry.
 
@@ -61,15 +73,9 @@ def audit_chain_verify(*, tenant_id: int) -> ChainReport:
         if not batch:
             break
         for entry in batch:
-            where = f"entry id={entry.id} seq={entry.seq}"
-            if entry.seq != expected_seq:
-                report.problems.append(f"{where}: expected seq {expected_seq} (an entry is missing or moved)")
-                return report
-            if entry.prev_hash != prev:
-                report.problems.append(f"{where}: prev_hash does not match the previous entry's hash")
-                return report
-            if link_hash(prev, content_hash(entry_content_of(entry))) != entry.entry_hash:
-                report.problems.append(f"{where}: its content does not match its entry_hash (edited)")
+            problem = entry_link_problem(entry, expected_seq=expected_seq, prev_hash=prev)
+            if problem is not None:
+                report.problems.append(problem)
                 return report
             edge = edge_append(edge, expected_seq, entry.entry_hash)
             prev, expected_seq = entry.entry_hash, expected_seq + 1

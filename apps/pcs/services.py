@@ -193,8 +193,7 @@ def _store_decision(
     received_at: datetime,
     from_wal: bool,
 ) -> IngestResult:
-    status = 202 if evaluation.escalated else 200
-    reason = ",".join(evaluation.escalations)
+    status, reason = evaluation.status, evaluation.reason
     checks = [{"name": "signature", "verdict": "pass"}]
     checks += [{"name": name, "verdict": "pass"} for name in passed]
     checks += evaluation.checks

@@ -41,6 +41,16 @@ class Evaluation:
         """True when any check asks for a human or a stricter path."""
         return bool(self.escalations)
 
+    @property
+    def status(self) -> int:
+        """The HTTP status of the decision: 202 when escalated, else 200."""
+        return 202 if self.escalated else 200
+
+    @property
+    def reason(self) -> str:
+        """The escalation reasons as stored and answered ("" when accepted)."""
+        return ",".join(self.escalations)
+
 
 def _fail_sanity(field_name: str, detail: str) -> IngestError:
     return IngestError(400, "sanity_failed", detail, field=field_name)

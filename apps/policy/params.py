@@ -35,3 +35,10 @@ class PolicyParams:
 def policy_for_tenant(*, tenant_id: int) -> PolicyParams:
     """The policy that decides ``tenant_id``'s PCS."""
     return PolicyParams(clock_skew_max_seconds=settings.CLOCK_SKEW_MAX_SECONDS)
+
+
+def policy_for_version(*, tenant_id: int, version: str) -> PolicyParams:
+    """The policy ``tenant_id``'s decisions were made under at ``version`` (for re-verification)."""
+    if version != DEFAULT_POLICY_VERSION:
+        raise LookupError(f"policy version {version!r} is not known")
+    return policy_for_tenant(tenant_id=tenant_id)

@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 .venv/bin/gunicorn -c deployments/gunicorn.conf.py flk_project.wsgi:application & pids+=($!)
-.venv/bin/celery -A flk_project worker -Q default,wal,anchoring --concurrency 1 --loglevel INFO & pids+=($!)
+.venv/bin/celery -A flk_project worker -Q default,wal,anchoring,audits --concurrency 1 --loglevel INFO & pids+=($!)
 .venv/bin/celery -A flk_project beat --loglevel INFO & pids+=($!)
 
 cat <<MSG

@@ -47,6 +47,20 @@ AUDIT_LOG_ORIGIN = env_str("AUDIT_LOG_ORIGIN", "flk.local/audit")
 
 # Write-once directory that sealed checkpoints are anchored to (files made read-only).
 AUDIT_ANCHOR_DIR = env_path("AUDIT_ANCHOR_DIR", _VAR_DIR / "anchors")
+# S3 with Object Lock instead of the directory, when a bucket is named. The bucket must have Object Lock
+# enabled (anchoring refuses one without); credentials come from boto3's usual chain (env, profile, role).
+AUDIT_ANCHOR_S3_BUCKET = env_str("AUDIT_ANCHOR_S3_BUCKET", "")
+AUDIT_ANCHOR_S3_PREFIX = env_str("AUDIT_ANCHOR_S3_PREFIX", "checkpoints/")
+AUDIT_ANCHOR_S3_ENDPOINT_URL = env_str("AUDIT_ANCHOR_S3_ENDPOINT_URL", "")
+AUDIT_ANCHOR_S3_REGION = env_str("AUDIT_ANCHOR_S3_REGION", "")
+AUDIT_ANCHOR_LOCK_MODE = env_choice(
+    "AUDIT_ANCHOR_LOCK_MODE", "compliance", ("compliance", "governance")
+).upper()
+AUDIT_ANCHOR_RETENTION_DAYS = env_int("AUDIT_ANCHOR_RETENTION_DAYS", 2557)  # seven years
+
+# async_audit: entries re-verified per tenant per run, and attempts before an entry is dead-lettered.
+AUDIT_REVERIFY_BATCH = env_int("AUDIT_REVERIFY_BATCH", 2000)
+AUDIT_REVERIFY_MAX_ATTEMPTS = env_int("AUDIT_REVERIFY_MAX_ATTEMPTS", 5)
 
 # How long a rotated-out signing key keeps verifying, unless the rotation names another window.
 KEY_ROTATION_OVERLAP_HOURS = env_float("KEY_ROTATION_OVERLAP_HOURS", 24.0)
