@@ -28,6 +28,7 @@ from apps.policy.params import PolicyParams, policy_for_tenant
 from apps.tenants.models import Tenant
 from apps.tenants.ratelimit import get_rate_limiter, retry_after_header
 from apps.tenants.selectors import tenant_resolve, verification_keys_for
+from flk_agent import vrf
 from flk_agent.pcs import payload_digest
 from flk_agent.signing import verify_signature
 
@@ -135,11 +136,35 @@ def _verify_signature(pcs: dict[str, Any], tenant: Tenant, received_at: datetime
     return digest
 
 
+def _verify_vrf(pcs: dict[str, Any], tenant: Tenant) -> None:
+    """Check the VRF proof where the tenant requires one (or sent one with a key on file)."""
+    proof_hex = pcs.get("vrf_proof")
+    if proof_hex is None:
+        if tenant.vrf_required:
+            raise IngestError(401, "vrf_missing", "this tenant requires a VRF proof")
+        return
+    if not tenant.vrf_public_key:
+        if tenant.vrf_required:  # refused when saved; kept for a key removed by hand
+            raise IngestError(401, "invalid_vrf_proof", "no VRF public key is configured for this tenant")
+        return
+    try:
+        beta = vrf.verify(
+            bytes.fromhex(tenant.vrf_public_key),
+            vrf.pcs_alpha(pcs["merkle_root"], pcs["epoch"], pcs["shard_id"]),
+            bytes.fromhex(proof_hex),
+        )
+    except vrf.VrfError as exc:
+        raise IngestError(401, "invalid_vrf_proof", str(exc)) from exc
+    if vrf.seed_from_beta(beta) != pcs["seed"]:
+        raise IngestError(401, "vrf_seed_mismatch", "seed is not the first 8 bytes of the VRF output")
+
+
 def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool) -> IngestResult:
     started = time.perf_counter()
     pcs = parse_pcs(body)
     tenant = _authenticate(tenant_header, from_wal)
     digest = _verify_signature(pcs, tenant, received_at).hex()
+    _verify_vrf(pcs, tenant)
 
     store = get_dedup_store()
     try:

@@ -45,6 +45,7 @@ TENANT_FIELDS = (
     "active",
     "sign_alg",
     "vrf_required",
+    "vrf_public_key",
     "pii_mode",
     "daily_quota",
     "rate_per_second",
@@ -164,7 +165,10 @@ class TenantAdmin(admin.ModelAdmin):
         except TenantError as exc:
             raise ValueError(str(exc)) from exc
         Tenant.objects.filter(pk=tenant.pk).update(
-            vrf_required=data["vrf_required"], pii_mode=data["pii_mode"], active=data["active"]
+            vrf_required=data["vrf_required"],
+            vrf_public_key=data["vrf_public_key"],
+            pii_mode=data["pii_mode"],
+            active=data["active"],
         )
         obj.pk = tenant.pk
         request._flk_new_key = new_key  # shown by response_add, once

@@ -19,6 +19,12 @@ class Tenant(models.Model):
     active = models.BooleanField(default=True)
     sign_alg = models.CharField("signing algorithm", max_length=8, choices=ALG_CHOICES, default=ALG_HMAC)
     vrf_required = models.BooleanField("VRF required", default=False)
+    vrf_public_key = models.CharField(
+        "VRF public key (hex)",
+        max_length=64,
+        blank=True,
+        help_text="the agents' ECVRF-EDWARDS25519-SHA512-TAI public key, 64 hex digits",
+    )
     pii_mode = models.CharField("PII mode", max_length=8, choices=PII_CHOICES, default=PII_DETECT)
     # Limits; 0 switches one off.
     rate_per_second = models.FloatField(default=0.0)
@@ -31,6 +37,24 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        """A tenant that requires VRF proofs needs the public key they are checked with."""
+        from django.core.exceptions import ValidationError
+
+        from flk_agent import vrf
+
+        if self.vrf_public_key:
+            try:
+                key = bytes.fromhex(self.vrf_public_key)
+            except ValueError:
+                key = b""
+            if not vrf.public_key_is_valid(key):
+                raise ValidationError(
+                    {"vrf_public_key": "not an Ed25519 point of the prime-order group (hex)"}
+                )
+        if self.vrf_required and not self.vrf_public_key:
+            raise ValidationError({"vrf_public_key": "required when VRF proofs are required"})
 
 
 class RateBucket(models.Model):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -119,6 +120,19 @@ def tenant_create(
     new = _new_key(tenant, actor=actor, public_key_b64=public_key_b64)
     _audit(tenant, "key_created", actor, f"key_id={new.key.key_id}")
     return tenant, new
+
+
+@transaction.atomic
+def tenant_set_vrf(*, tenant: Tenant, public_key_hex: str, required: bool, actor: str) -> None:
+    """Set the VRF public key a tenant's proofs are checked with, and whether proofs are required."""
+    tenant.vrf_public_key, tenant.vrf_required = public_key_hex.lower(), required
+    try:
+        tenant.full_clean()
+    except ValidationError as exc:
+        raise TenantError("; ".join(m for ms in exc.message_dict.values() for m in ms)) from exc
+    tenant.save(update_fields=["vrf_public_key", "vrf_required"])
+    reset_key_cache()
+    _audit(tenant, "vrf_changed", actor, f"required={required} key={public_key_hex[:16]}…")
 
 
 @transaction.atomic

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from flk_agent import merkle, signals
+from flk_agent import merkle, signals, vrf
 from flk_agent.pcs import PCS_SCHEMA, PCS_VERSION, compute_pcs_id, payload_digest
 from flk_agent.signing import Signer
 
@@ -32,8 +32,9 @@ def build_pcs(
     raw: bytes | None = None,
     shard_id: str,
     epoch: int,
-    seed: int,
+    seed: int | None = None,
     signer: Signer,
+    vrf_secret_key: bytes | None = None,
     scales: Sequence[int] = signals.DEFAULT_SCALES,
     events: Sequence[bytes] | None = None,
     params: signals.SignalParams = signals.DEFAULT_PARAMS,
@@ -46,12 +47,20 @@ def build_pcs(
 
     The Merkle root covers ``events`` when given (one leaf per event), else ``raw`` in 1 KiB chunks.
     ``r`` is the compressibility of ``raw``; without ``raw`` the events are joined with newlines.
+    With ``vrf_secret_key`` the seed is the VRF's (DESIGN §2) and the proof is attached; else ``seed``
+    must be given.
     """
     if raw is None:
         if events is None:
             raise ValueError("give raw bytes, events, or both")
         raw = b"\n".join(events)
     root = merkle.merkle_root(events).hex() if events is not None else merkle.merkle_root_hex_of_raw(raw)
+    vrf_proof = None
+    if vrf_secret_key is not None:
+        vrf_proof = vrf.prove(vrf_secret_key, vrf.pcs_alpha(root, epoch, shard_id))
+        seed = vrf.seed_from_beta(vrf.proof_to_hash(vrf_proof))
+    elif seed is None:
+        raise ValueError("give a seed, or a VRF secret key to derive it")
     n_j = signals.box_counts(points, scales)
     d = signals.d_hat(scales, n_j)
     coh, v_star = signals.coherence(points, seed)
@@ -76,4 +85,6 @@ def build_pcs(
         "merkle_root": root,
         "ft": {"outbox_seq": outbox_seq, "degraded": degraded, "fallbacks": [], "clock_skew_ms": 0},
     }
+    if vrf_proof is not None:
+        pcs["vrf_proof"] = vrf_proof.hex()
     return sign_pcs(pcs, signer)
