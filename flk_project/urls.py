@@ -10,6 +10,7 @@ from flk_project import metrics_view
 urlpatterns = [
     path("v1/", include("apps.pcs.urls")),
     path("v1/audit/", include("apps.audit.urls")),
+    path("v1/", include("apps.policy.urls")),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from apps.pcs import wal
 from apps.pcs.dedup import reset_dedup_store
+from apps.policy.anomaly import history_reset
 from apps.tenants.models import Tenant
 from apps.tenants.ratelimit import reset_rate_limiter
 from apps.tenants.selectors import reset_key_cache
@@ -32,6 +33,7 @@ def _isolated_stores(settings, tmp_path: Path) -> Iterator[None]:
     reset_dedup_store()
     reset_rate_limiter()
     reset_key_cache()
+    history_reset()
     yield
     wal.reset_writer()
     reset_dedup_store()
@@ -135,3 +137,25 @@ def s3(s3_endpoint, monkeypatch):
     for name, value in S3_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_REGION)
+
+
+@pytest.fixture
+def page(live_server, transactional_db, monkeypatch):
+    """A headless chromium page on the live test server (Playwright, Debian's chromium)."""
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
+    # browser steps are ordinary blocking calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+        yield context.new_page()
+        context.close()
+        browser.close()
+        # ORM calls made while Playwright's loop runs get their own connection; close it here, or
+        # it keeps the test database busy at teardown.
+        connections.close_all()

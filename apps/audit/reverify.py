@@ -29,8 +29,8 @@ from apps.audit.selectors import entry_link_problem
 from apps.audit.services import audit_append
 from apps.pcs.errors import IngestError
 from apps.pcs.models import PcsRecord
-from apps.policy.checks import evaluate, sanity_check
-from apps.policy.params import policy_for_version
+from apps.policy.checks import apply_policy, evaluate, sanity_check
+from apps.policy.selection import policy_for_version
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import verification_keys_for
 from flk_agent.pcs import payload_digest
@@ -90,6 +90,11 @@ def decision_reverify(entry: AuditEntry, record: PcsRecord | None) -> Finding | 
     except IngestError as exc:
         return Finding("decision_differs", f"it now fails the sanity check: {exc.detail}")
     evaluation = evaluate(pcs, params=params)
+    # Inputs that depend on more than the record are taken as recorded: the anomaly score (the
+    # tenant's history at that moment) and the PII flags (a redacted PCS no longer shows its PII).
+    evaluation.flags += [part for part in record.reason.split(",") if part.startswith("pii:")]
+    score = record.anomaly_score if record.anomaly_score is not None else 0.0
+    apply_policy(evaluation, pcs, params=params, anomaly_score=score)
     recomputed = {
         "status": (record.status_code, evaluation.status),
         "reason": (record.reason, evaluation.reason),

@@ -26,6 +26,14 @@ signature_errors_by_tenant = Counter(
 quota_exceeded_by_tenant = Counter(
     "flk_quota_exceeded_by_tenant", "Submissions refused by rate limit or daily quota", ["tenant_id", "limit"]
 )
+decisions_by_policy = Counter(
+    "flk_decisions_by_policy",
+    "Decisions per tenant, policy version and outcome (accepted, escalated, rejected)",
+    ["tenant_id", "policy_version", "outcome"],
+)
+pii_detected_by_tenant = Counter(
+    "flk_pii_detected_by_tenant", "PII found in free-text fields of PCS", ["tenant_id", "kind", "mode"]
+)
 
 verify_latency = Histogram(
     "flk_verify_latency_seconds",

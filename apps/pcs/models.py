@@ -29,6 +29,7 @@ class PcsRecord(models.Model):
     d_hat = models.FloatField(help_text="recomputed D̂")
     regime = models.CharField(max_length=16, help_text="recomputed regime")
     budget = models.FloatField(help_text="recomputed budget")
+    anomaly_score = models.FloatField(null=True, help_text="the anomaly score the decision was made with")
     # Text, not JSON: PostgreSQL's jsonb reorders keys, and replays must be byte-identical.
     response = models.TextField(help_text="the JSON body answered, replayed verbatim on retries")
     audit_entry_id = models.BigIntegerField()

@@ -43,6 +43,7 @@ class Decision:
     budget: float
     received_at: datetime
     actor: str
+    anomaly_score: float | None = None
 
 
 def _single_statement_sql() -> str:
@@ -69,10 +70,11 @@ def _single_statement_sql() -> str:
         ), rec AS (
             INSERT INTO {record} (tenant_id, pcs_id, payload_digest, shard_id, epoch, pcs, status_code,
                                   accepted, escalated, reason, policy_version, d_hat, regime, budget,
-                                  response, audit_entry_id, received_at, decided_at)
+                                  anomaly_score, response, audit_entry_id, received_at, decided_at)
             SELECT %(tenant_id)s, %(pcs_id)s, %(request_digest)s, %(shard_id)s, %(epoch)s, %(pcs)s::jsonb,
                    %(status)s, %(accepted)s, %(escalated)s, %(reason)s, %(policy_version)s, %(d_hat)s,
-                   %(regime)s, %(budget)s, %(response_head)s || entry.seq::text || '}}', entry.id,
+                   %(regime)s, %(budget)s, %(anomaly_score)s,
+                   %(response_head)s || entry.seq::text || '}}', entry.id,
                    %(received_at)s, %(created_at)s
             FROM entry
             RETURNING 1
@@ -135,6 +137,7 @@ def _insert_single_statement(decision: Decision, body: dict[str, Any]) -> int:
         "d_hat": decision.d_hat,
         "regime": decision.regime,
         "budget": decision.budget,
+        "anomaly_score": decision.anomaly_score,
         # {"a":1} -> {"a":1,"audit_index":  and the statement appends  <seq>}
         "response_head": encode_body(body)[:-1] + ',"audit_index":',
         "received_at": decision.received_at,
@@ -182,6 +185,7 @@ def _insert_with_orm(decision: Decision, body: dict[str, Any]) -> int:
             d_hat=decision.d_hat,
             regime=decision.regime,
             budget=decision.budget,
+            anomaly_score=decision.anomaly_score,
             response=encode_body({**body, "audit_index": entry.seq}),
             audit_entry_id=entry.pk,
             received_at=decision.received_at,

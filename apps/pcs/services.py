@@ -23,8 +23,11 @@ from apps.pcs.errors import IngestError
 from apps.pcs.models import PcsRecord
 from apps.pcs.parsing import parse_pcs
 from apps.pcs.records import Decision, decision_insert
-from apps.policy.checks import Evaluation, evaluate, sanity_check
-from apps.policy.params import PolicyParams, policy_for_tenant
+from apps.policy.anomaly import anomaly_score, history_update
+from apps.policy.checks import Evaluation, apply_policy, evaluate, sanity_check
+from apps.policy.params import PolicyParams
+from apps.policy.pii import SIGNED_TEXT_FIELDS, pii_redacted, pii_scan
+from apps.policy.selection import policy_for_pcs
 from apps.tenants.models import Tenant
 from apps.tenants.ratelimit import get_rate_limiter, retry_after_header
 from apps.tenants.selectors import tenant_resolve, verification_keys_for
@@ -183,9 +186,15 @@ def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_
     # Checks on unsigned fields (sent_at, v_star, ft) run after the claim, so a retry of a decided PCS
     # with a new sent_at or ft replays the stored answer instead of being judged again.
     try:
-        params = policy_for_tenant(tenant_id=tenant.pk)
+        params = policy_for_pcs(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"])
         passed = sanity_check(pcs, received_at=received_at, params=params)
+        pcs, pii_flags = _pii_gate(pcs, tenant)
         evaluation = evaluate(pcs, params=params)
+        evaluation.flags += pii_flags
+        score = anomaly_score(
+            tenant_id=tenant.pk, pcs=pcs, d_hat=evaluation.d_hat, soft_violations=len(evaluation.escalations)
+        )
+        apply_policy(evaluation, pcs, params=params, anomaly_score=score)
         metrics.verify_latency.observe(time.perf_counter() - started)
         return _store_decision(pcs, tenant, digest, claim, params, passed, evaluation, received_at, from_wal)
     except BaseException:
@@ -194,6 +203,28 @@ def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_
         except DedupUnavailable:
             logger.warning("ingest.claim_release_failed pcs_id=%s", pcs["pcs_id"])
         raise
+
+
+def _pii_gate(pcs: dict[str, Any], tenant: Tenant) -> tuple[dict[str, Any], list[str]]:
+    """Apply the tenant's PII mode: the PCS to store (redacted or not) and the audit flags; or refuse."""
+    findings = pii_scan(pcs)
+    if not findings:
+        return pcs, []
+    for finding in findings:
+        metrics.pii_detected_by_tenant.labels(tenant.slug, finding.kind, tenant.pii_mode).inc()
+    first = findings[0]
+    if tenant.pii_mode == Tenant.PII_BLOCK:
+        raise IngestError(400, "pii_detected", f"{first.kind} found in {first.field}", field=first.field)
+    signed = [f for f in findings if f.field in SIGNED_TEXT_FIELDS]
+    if tenant.pii_mode == Tenant.PII_REDACT and signed:
+        raise IngestError(
+            400,
+            "pii_detected",
+            f"{signed[0].kind} found in {signed[0].field}, which is signed and cannot be redacted",
+            field=signed[0].field,
+        )
+    flags = sorted({f"pii:{f.field}" for f in findings})
+    return (pii_redacted(pcs) if tenant.pii_mode == Tenant.PII_REDACT else pcs), flags
 
 
 def _answer_stored(outcome: StoredOutcome, digest: str, tenant: Tenant, from_wal: bool) -> IngestResult:
@@ -220,20 +251,28 @@ def _store_decision(
 ) -> IngestResult:
     status, reason = evaluation.status, evaluation.reason
     checks = [{"name": "signature", "verdict": "pass"}]
+    if tenant.vrf_required or "vrf_proof" in pcs:
+        checks.append({"name": "vrf", "verdict": "pass" if tenant.vrf_public_key else "skipped"})
     checks += [{"name": name, "verdict": "pass"} for name in passed]
     checks += evaluation.checks
-    body: dict[str, Any] = {
-        "pcs_id": pcs["pcs_id"],
-        "accepted": not evaluation.escalated,
-        "escalated": evaluation.escalated,
-        "D_hat": evaluation.d_hat,
-        "budget": evaluation.budget,
-        "regime": evaluation.regime,
-        "policy_version": params.version,
-        "checks": checks,
-    }
+    body: dict[str, Any] = {"pcs_id": pcs["pcs_id"]}
+    if evaluation.rejection is not None:
+        rejection = evaluation.rejection
+        body.update(error=rejection.error, detail=rejection.detail, field=rejection.field)
+    body.update(
+        accepted=status == 200,
+        escalated=evaluation.escalated,
+        D_hat=evaluation.d_hat,
+        budget=evaluation.budget,
+        regime=evaluation.regime,
+        anomaly_score=evaluation.anomaly_score,
+        policy_version=params.version,
+        checks=checks,
+    )
     if evaluation.escalated:
         body["reason"] = reason
+    if evaluation.flags:
+        body["flags"] = evaluation.flags
     decision = Decision(
         tenant_id=tenant.pk,
         pcs=pcs,
@@ -246,6 +285,7 @@ def _store_decision(
         budget=evaluation.budget,
         received_at=received_at,
         actor=INGEST_ACTOR,
+        anomaly_score=evaluation.anomaly_score,
     )
     store = get_dedup_store()
     try:
@@ -268,7 +308,9 @@ def _store_decision(
         except DedupUnavailable:
             # The decision is committed; the claim expires and later retries replay from the record.
             logger.warning("ingest.dedup_complete_failed pcs_id=%s", pcs["pcs_id"])
-    _count_decision(tenant, evaluation.escalated)
+    if status == 200:
+        history_update(tenant_id=tenant.pk, pcs=pcs, d_hat=evaluation.d_hat)
+    _count_decision(tenant, status, params.version)
     logger.info(
         "ingest.decided pcs_id=%s tenant=%s status=%d reason=%s",
         pcs["pcs_id"],
@@ -292,11 +334,13 @@ def _answer_from_record(
     return _answer_stored(outcome, digest, tenant, from_wal)
 
 
-def _count_decision(tenant: Tenant, escalated: bool) -> None:
+def _count_decision(tenant: Tenant, status: int, policy_version: str) -> None:
     metrics.ingest_by_tenant.labels(tenant.slug).inc()
-    if escalated:
+    outcome = {200: "accepted", 202: "escalated"}.get(status, "rejected")
+    metrics.decisions_by_policy.labels(tenant.slug, policy_version, outcome).inc()
+    if status == 202:
         metrics.escalated.inc()
         metrics.escalated_by_tenant.labels(tenant.slug).inc()
-    else:
+    elif status == 200:
         metrics.accepted.inc()
         metrics.accepted_by_tenant.labels(tenant.slug).inc()

@@ -1,18 +1,29 @@
-"""Policy parameters: the signal thresholds and weights of DESIGN §2 plus verification tolerances.
+"""Policy parameters: the signal thresholds and weights of DESIGN §2, tolerances, anomaly levels, rules.
 
-Versioned policies stored per tenant arrive with the policy issue; until then every tenant runs the
-built-in default below, and every decision records its version.
+A tenant without an active policy runs the built-in one below (version ``1.0.0``); a tenant's own
+versions are ``apps.policy.models.Policy`` rows, turned into ``PolicyParams`` by ``params_of``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from django.conf import settings
 
 from flk_agent.signals import DEFAULT_PARAMS, SignalParams
 
 DEFAULT_POLICY_VERSION = "1.0.0"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A CEL expression over the PCS and its recomputed values; when it is true, ``action`` applies."""
+
+    name: str
+    expr: str
+    action: str  # "escalate" or "reject"
+    message: str
 
 
 @dataclass(frozen=True)
@@ -30,15 +41,39 @@ class PolicyParams:
     # |sent_at − receive time| above this fails the sanity check; 0 switches it off.
     clock_skew_max_seconds: float = 900.0
     escalate_degraded: bool = True
+    # Anomaly score levels: escalate at or above the first, reject at or above the second.
+    anomaly_alert: float = 0.5
+    anomaly_reject: float = 0.8
+    rules: tuple[Rule, ...] = ()
 
 
-def policy_for_tenant(*, tenant_id: int) -> PolicyParams:
-    """The policy that decides ``tenant_id``'s PCS."""
+SIGNAL_PARAM_NAMES = tuple(f.name for f in fields(SignalParams))
+TOP_PARAM_NAMES = (
+    "d_hat_tolerance",
+    "budget_tolerance",
+    "unit_norm_tolerance",
+    "clock_skew_max_seconds",
+    "escalate_degraded",
+    "anomaly_alert",
+    "anomaly_reject",
+)
+PARAM_NAMES = SIGNAL_PARAM_NAMES + TOP_PARAM_NAMES
+
+
+def builtin_params() -> PolicyParams:
+    """The built-in policy every tenant runs until it activates one of its own."""
     return PolicyParams(clock_skew_max_seconds=settings.CLOCK_SKEW_MAX_SECONDS)
 
 
-def policy_for_version(*, tenant_id: int, version: str) -> PolicyParams:
-    """The policy ``tenant_id``'s decisions were made under at ``version`` (for re-verification)."""
-    if version != DEFAULT_POLICY_VERSION:
-        raise LookupError(f"policy version {version!r} is not known")
-    return policy_for_tenant(tenant_id=tenant_id)
+def params_of(*, version: str, params: dict[str, Any], rules: list[dict[str, Any]]) -> PolicyParams:
+    """A stored policy's parameters: the built-in values with the policy's overrides and rules."""
+    base = builtin_params()
+    signal_overrides = {k: v for k, v in params.items() if k in SIGNAL_PARAM_NAMES}
+    top_overrides = {k: v for k, v in params.items() if k in TOP_PARAM_NAMES}
+    return replace(
+        base,
+        version=version,
+        signals=replace(base.signals, **signal_overrides),
+        rules=tuple(Rule(r["name"], r["expr"], r["action"], r["message"]) for r in rules),
+        **top_overrides,
+    )

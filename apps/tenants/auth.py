@@ -19,7 +19,13 @@ class TenantPrincipal:
 
     tenant: Tenant
     token_prefix: str
+    scope: str = ApiToken.SCOPE_READ
     is_authenticated: bool = True
+
+    @property
+    def actor(self) -> str:
+        """How audit entries name a change made with this token."""
+        return f"token:{self.token_prefix}"
 
 
 class TenantTokenAuthentication(BaseAuthentication):
@@ -40,7 +46,7 @@ class TenantTokenAuthentication(BaseAuthentication):
         )
         if token is None or not token.tenant.active:
             raise AuthenticationFailed("invalid or revoked token")
-        return TenantPrincipal(token.tenant, token.prefix), token
+        return TenantPrincipal(token.tenant, token.prefix, token.scope), token
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="flk"'
@@ -51,3 +57,14 @@ class IsTenant(BasePermission):
 
     def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.user, TenantPrincipal)
+
+
+class CanManagePolicy(BasePermission):
+    """Reads for any tenant token; changes only with a ``policy``-scope token."""
+
+    message = "this token may read policies; changing them needs a token of scope 'policy'"
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        if not isinstance(request.user, TenantPrincipal):
+            return False
+        return request.method in ("GET", "HEAD", "OPTIONS") or request.user.scope == ApiToken.SCOPE_POLICY

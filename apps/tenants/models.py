@@ -99,10 +99,17 @@ class SigningKey(models.Model):
 
 
 class ApiToken(models.Model):
-    """A bearer token for the read API, scoped to one tenant. Only its SHA-256 is stored."""
+    """A bearer token for the tenant API, scoped to one tenant. Only its SHA-256 is stored.
+
+    ``read`` tokens read decisions, usage and audit proofs; ``policy`` tokens may also change policies.
+    """
+
+    SCOPE_READ, SCOPE_POLICY = "read", "policy"
+    SCOPE_CHOICES = [(SCOPE_READ, "read"), (SCOPE_POLICY, "read and manage policies")]
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=8, choices=SCOPE_CHOICES, default=SCOPE_READ)
     prefix = models.CharField(max_length=12, help_text="the first characters, to recognise a token")
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -29,7 +29,7 @@ class VerificationKey:
     key_id: str | None
 
 
-class _TtlCache:
+class TtlCache:
     """A per-process map whose entries are trusted for TENANT_CACHE_SECONDS.
 
     Every request resolves its tenant and keys, so caching them saves queries on the hot path; a change
@@ -58,8 +58,9 @@ class _TtlCache:
         self._entries.clear()
 
 
-_tenant_cache = _TtlCache()  # slug -> active tenant or None
-_key_cache = _TtlCache()  # tenant pk -> [(key, not_before, not_after)]
+_tenant_cache = TtlCache()  # slug -> active tenant or None
+_key_cache = TtlCache()  # tenant pk -> [(key, not_before, not_after)]
+policy_cache = TtlCache()  # tenant pk -> the tenant's PolicySelection (apps.policy.selection)
 
 
 def tenant_resolve(*, tenant_header: str | None) -> Tenant | None:
@@ -137,6 +138,7 @@ def reset_key_cache() -> None:
     _env_key = None
     _key_cache.clear()
     _tenant_cache.clear()
+    policy_cache.clear()
 
 
 def tenant_usage(*, tenant: Tenant) -> dict[str, object]:

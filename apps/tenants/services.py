@@ -211,13 +211,17 @@ def token_hash(raw: str) -> str:
 
 
 @transaction.atomic
-def token_issue(*, tenant: Tenant, name: str, actor: str) -> tuple[ApiToken, str]:
-    """Create a read-API token; the raw value is returned once and never stored."""
+def token_issue(
+    *, tenant: Tenant, name: str, actor: str, scope: str = ApiToken.SCOPE_READ
+) -> tuple[ApiToken, str]:
+    """Create an API token (``read`` or ``policy`` scope); the raw value is returned once, never stored."""
+    if scope not in (ApiToken.SCOPE_READ, ApiToken.SCOPE_POLICY):
+        raise TenantError(f"unknown token scope {scope!r}")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        tenant=tenant, name=name, prefix=raw[:10], token_hash=token_hash(raw), created_by=actor
+        tenant=tenant, name=name, prefix=raw[:10], token_hash=token_hash(raw), created_by=actor, scope=scope
     )
-    _audit(tenant, "token_issued", actor, f"name={name} prefix={token.prefix}")
+    _audit(tenant, "token_issued", actor, f"name={name} prefix={token.prefix} scope={scope}")
     return token, raw
 
 

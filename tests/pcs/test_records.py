@@ -25,6 +25,7 @@ RECORD_FIELDS = [
     "d_hat",
     "regime",
     "budget",
+    "anomaly_score",
     "payload_digest",
 ]
 AUDIT_FIELDS = ["kind", "status", "reason", "policy_version", "request_digest", "actor"]
@@ -43,6 +44,7 @@ def _decision(tenant, pcs, status=202):
         budget=0.5,
         received_at=timezone.now(),
         actor="ingest",
+        anomaly_score=0.4375,
     )
 
 
@@ -79,7 +81,10 @@ def test_both_paths_write_identical_rows(db, tenant, pcs_factory):
         record = PcsRecord.objects.get(pcs_id=pcs["pcs_id"])
         entry = AuditEntry.objects.get(pk=record.audit_entry_id)
         values = {f: getattr(record, f) for f in RECORD_FIELDS} | {f: getattr(entry, f) for f in AUDIT_FIELDS}
-        values["pcs"] = {k: v for k, v in values["pcs"].items() if k not in ("epoch", "pcs_id", "sig")}
+        # What differs between the two PCS by construction: their identity and send time.
+        values["pcs"] = {
+            k: v for k, v in values["pcs"].items() if k not in ("epoch", "pcs_id", "sig", "sent_at")
+        }
         values.pop("epoch")
         rows.append(values)
     assert rows[0] == rows[1]

@@ -1,62 +1,30 @@
 """The admin in a real browser (headless Debian chromium driven by Playwright).
 
 An operator logs in, creates a tenant, rotates its key, issues a token and sees usage against quota.
-Screenshots of each step go to test-artifacts/admin/ (or $FLK_TEST_ARTIFACTS).
+Screenshots of each step go to test-artifacts/admin/ (or $FLK_TEST_ARTIFACTS/admin/).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import httpx
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.audit.models import AuditEntry
 from apps.tenants.models import ApiToken, SigningKey, Tenant
 from flk_agent.signing import HmacSigner
 from tests.conftest import submit
+from tests.support.browser import save_screenshot
 from tests.support.pcs_factory import make_pcs
-from tests.support.servers import ROOT
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("FLK_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "admin"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def page(live_server, transactional_db, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
-    # browser steps are ordinary blocking calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-        yield context.new_page()
-        context.close()
-        browser.close()
-        # ORM calls made while Playwright's loop runs get their own connection; close it here, or
-        # it keeps the test database busy at teardown.
-        connections.close_all()
-
-
 def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    save_screenshot(page, "admin", name)
 
 
 def run_action(page: Page, slug: str, action: str) -> None:

@@ -52,6 +52,7 @@ class Command(BaseCommand):
         token = sub.add_parser("issue-token")
         token.add_argument("slug")
         token.add_argument("--name", default="cli")
+        token.add_argument("--scope", choices=["read", "policy"], default="read")
         sub.add_parser("reencrypt", help="re-encrypt stored secrets under the newest FLK_ENCRYPTION_KEYS key")
 
     def _tenant(self, slug: str) -> Tenant:
@@ -126,8 +127,10 @@ class Command(BaseCommand):
         self._out({"tenant": opts["slug"], "active": False})
 
     def _issue_token(self, opts: dict[str, Any]) -> None:
-        token, raw = token_issue(tenant=self._tenant(opts["slug"]), name=opts["name"], actor=ACTOR)
-        self._out({"tenant": opts["slug"], "name": token.name, "token": raw})
+        token, raw = token_issue(
+            tenant=self._tenant(opts["slug"]), name=opts["name"], actor=ACTOR, scope=opts["scope"]
+        )
+        self._out({"tenant": opts["slug"], "name": token.name, "scope": token.scope, "token": raw})
 
     def _reencrypt(self, opts: dict[str, Any]) -> None:
         self._out({"reencrypted": secrets_reencrypt()})
