@@ -79,7 +79,7 @@ class PcsDetailView(_TenantScoped, RetrieveAPIView):
 
 
 class PcsListView(_TenantScoped, ListAPIView):
-    """``GET /v1/pcs?since=…&status=accepted|escalated``, newest first, cursor-paginated."""
+    """``GET /v1/pcs?since=…&status=accepted|escalated|rejected``, newest first, cursor-paginated."""
 
     serializer_class = PcsRecordSerializer
     pagination_class = DecidedFirstPagination

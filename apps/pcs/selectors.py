@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from apps.pcs.models import PcsRecord
 from apps.tenants.models import Tenant
 
-STATUS_FILTERS = {"accepted": 200, "escalated": 202}
+STATUS_FILTERS = {"accepted": 200, "escalated": 202, "rejected": 400}
 
 
 def pcs_records(*, tenant: Tenant, since: datetime | None = None, status: str | None = None) -> QuerySet:

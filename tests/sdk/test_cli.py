@@ -140,3 +140,33 @@ def test_stream_by_time_windows_uses_event_timestamps(
     assert sorted(PcsRecord.objects.values_list("epoch", flat=True)) == [20, 21, 22, 23]
     code, again = run(capsys, *args)  # a restart skips what is already in the outbox
     assert code == 0 and again["attempts"] == 0
+
+
+def test_a_vrf_tenant_receives_a_stream_whose_seeds_come_from_the_vrf(
+    live_server, transactional_db, tenant, tmp_path, capsys
+):
+    from apps.tenants.services import tenant_set_vrf
+    from flk_agent import vrf
+
+    code, info = run(capsys, "keygen", "--alg", "vrf", "--out", str(tmp_path / "vrf"), "--json")
+    assert code == 0 and stat.S_IMODE((tmp_path / "vrf.key").stat().st_mode) == 0o600
+    tenant_set_vrf(tenant=tenant, public_key_hex=info["public_key"], required=True, actor="test")
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps({"point": [i % 7, i % 5, i % 3]}) for i in range(60)))
+    (tmp_path / "key").write_text(settings.PCS_HMAC_KEY)
+    stream = ["stream", "--input", str(events), "--shard", "vrf", "--window-count", "20"]
+    stream += ["--url", live_server.url, "--key-file", str(tmp_path / "key"), "--json"]
+    code, refused = run(capsys, *stream, "--outbox", str(tmp_path / "plain"))
+    assert code == 4 and refused["dead"] == 3  # 401 vrf_missing: dead-lettered
+    code, report = run(
+        capsys, *stream, "--outbox", str(tmp_path / "o"), "--vrf-key-file", str(tmp_path / "vrf.key")
+    )
+    assert code == 0 and report["acked"] == 3
+    for record in PcsRecord.objects.all():
+        pcs = record.pcs
+        beta = vrf.verify(
+            bytes.fromhex(info["public_key"]),
+            vrf.pcs_alpha(pcs["merkle_root"], pcs["epoch"], pcs["shard_id"]),
+            bytes.fromhex(pcs["vrf_proof"]),
+        )
+        assert pcs["seed"] == vrf.seed_from_beta(beta)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from flk_agent import vrf
 from flk_agent.builder import build_pcs
 from flk_agent.checkpoint import (
     Checkpoint,
@@ -57,6 +58,19 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _progress(args: argparse.Namespace, **kwargs: Any) -> tqdm:
     return tqdm(disable=args.json or not sys.stderr.isatty(), file=sys.stderr, **kwargs)
+
+
+def _vrf_key(args: argparse.Namespace) -> bytes | None:
+    """The VRF secret key of --vrf-key-file (hex), or None: then the PCS carries no proof."""
+    if not args.vrf_key_file:
+        return None
+    try:
+        key = bytes.fromhex(Path(args.vrf_key_file).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--vrf-key-file: {exc}") from exc
+    if len(key) != 32:
+        raise UsageError("--vrf-key-file must hold 32 bytes in hex (flk-agent keygen --alg vrf)")
+    return key
 
 
 def _signer(args: argparse.Namespace) -> Signer:
@@ -107,8 +121,24 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     seed = secrets.token_bytes(32)
-    public = base64.b64encode(Ed25519Signer.from_seed(seed).public_key_bytes()).decode()
     key_path, pub_path = out.with_suffix(".key"), out.with_suffix(".pub")
+    if args.alg == "vrf":
+        public_hex = vrf.public_key(seed).hex()
+        _write_secret(key_path, seed.hex(), force=args.force)
+        _write_secret(pub_path, public_hex, force=args.force, mode=0o644)
+        _emit(
+            args,
+            {
+                "alg": "vrf",
+                "private_key_file": str(key_path),
+                "public_key_file": str(pub_path),
+                "public_key": public_hex,
+            },
+            f"VRF secret key written to {key_path} (mode 0600); pass it as --vrf-key-file\n"
+            f"public key written to {pub_path}; set it as the tenant's VRF public key: {public_hex}",
+        )
+        return EXIT_OK
+    public = base64.b64encode(Ed25519Signer.from_seed(seed).public_key_bytes()).decode()
     _write_secret(key_path, seed.hex(), force=args.force)
     _write_secret(pub_path, public, force=args.force, mode=0o644)
     _emit(
@@ -149,6 +179,7 @@ def _cmd_compute(args: argparse.Namespace) -> int:
         seed=args.seed,
         signer=_signer(args),
         scales=args.scales,
+        vrf_secret_key=_vrf_key(args),
     )
     text = json.dumps(pcs, indent=2, ensure_ascii=False)
     if args.out:
@@ -201,7 +232,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    signer = _signer(args)
+    signer, vrf_key = _signer(args), _vrf_key(args)
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     total = DeliveryReport()
     with source, Outbox(args.outbox) as outbox, FlkClient(args.url, tenant=args.tenant) as client:
@@ -217,7 +248,11 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         for window in windows:
             if done is not None and window.epoch <= done:
                 continue  # already in the outbox before a restart
-            outbox.put(window_pcs(window, shard_id=args.shard, signer=signer, scales=args.scales))
+            outbox.put(
+                window_pcs(
+                    window, shard_id=args.shard, signer=signer, scales=args.scales, vrf_secret_key=vrf_key
+                )
+            )
             checkpoint.save(window.epoch)
             if not args.no_send:
                 _accumulate(total, deliver_pending(outbox, client, policy=_policy(args)))
@@ -364,6 +399,9 @@ def _key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", help="file holding the HMAC secret (or set FLK_HMAC_KEY)")
     parser.add_argument("--ed25519-seed-file", help="file holding a hex Ed25519 private key seed")
     parser.add_argument("--key-id", help="key_id to put in each PCS")
+    parser.add_argument(
+        "--vrf-key-file", help="hex VRF secret key: the seed comes from the VRF and the proof is attached"
+    )
 
 
 def _send_options(parser: argparse.ArgumentParser) -> None:
@@ -389,10 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    keygen = sub.add_parser("keygen", parents=[common], help="create an HMAC secret or an Ed25519 key pair")
-    keygen.add_argument("--alg", choices=["hmac", "ed25519"], default="ed25519")
+    keygen = sub.add_parser(
+        "keygen", parents=[common], help="create an HMAC secret, an Ed25519 key pair or a VRF key pair"
+    )
+    keygen.add_argument("--alg", choices=["hmac", "ed25519", "vrf"], default="ed25519")
     keygen.add_argument(
-        "--out", required=True, help="secret file (hmac) or path stem for .key/.pub (ed25519)"
+        "--out", required=True, help="secret file (hmac) or path stem for .key/.pub (ed25519, vrf)"
     )
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
     keygen.set_defaults(func=_cmd_keygen)

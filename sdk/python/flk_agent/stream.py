@@ -90,17 +90,27 @@ def seed_for(shard_id: str, epoch: int) -> int:
 
 
 def window_pcs(
-    window: Window, *, shard_id: str, signer: Signer, scales: tuple[int, ...] = DEFAULT_SCALES
+    window: Window,
+    *,
+    shard_id: str,
+    signer: Signer,
+    scales: tuple[int, ...] = DEFAULT_SCALES,
+    vrf_secret_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """The signed PCS of one window: events are the Merkle leaves, their lines the raw data."""
+    """The signed PCS of one window: events are the Merkle leaves, their lines the raw data.
+
+    With a VRF key the seed is the VRF's (the same for a recomputed window, as the VRF is
+    deterministic); without, it is derived from the shard and epoch.
+    """
     return build_pcs(
         points=np.asarray(window.points, dtype=np.float64),
         events=window.lines,
         shard_id=shard_id,
         epoch=window.epoch,
-        seed=seed_for(shard_id, window.epoch),
+        seed=None if vrf_secret_key else seed_for(shard_id, window.epoch),
         signer=signer,
         scales=scales,
+        vrf_secret_key=vrf_secret_key,
     )
 
 
