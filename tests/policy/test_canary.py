@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 from django.conf import settings
@@ -14,7 +13,6 @@ from apps.pcs.models import PcsRecord
 from apps.pcs.services import pcs_ingest
 from apps.policy.models import Policy
 from apps.policy.selection import canary_bucket, policy_for_pcs
-from flk_agent.pcs import compute_pcs_id
 from tests.conftest import submit
 from tests.policy.conftest import auth, create_policy, publish
 
@@ -27,8 +25,12 @@ def canary_at_10(api, policy_token):
     assert started.status_code == 200 and started.json()["status"] == "canary"
 
 
-def test_ten_thousand_generated_pcs_split_ten_percent_to_the_candidate(canary_at_10, tenant):
-    pcs_ids = [compute_pcs_id(secrets.token_hex(32), epoch, "shard-canary") for epoch in range(10_000)]
+def test_ten_thousand_generated_pcs_split_ten_percent_to_the_candidate(canary_at_10, tenant, pcs_factory):
+    # Signed PCS as agents make them (their pcs_ids by the protocol formula), fed to the selection the
+    # ingest pipeline uses; the end-to-end tests below send a few hundred through the real path.
+    generated = [pcs_factory(epoch=epoch, shard_id=f"shard-{epoch % 37}") for epoch in range(10_000)]
+    pcs_ids = [pcs["pcs_id"] for pcs in generated]
+    assert len(set(pcs_ids)) == 10_000
     versions = [policy_for_pcs(tenant_id=tenant.pk, pcs_id=pcs_id).version for pcs_id in pcs_ids]
     share = versions.count("2.1.0") / len(versions)
     assert 0.09 <= share <= 0.11, share
@@ -91,3 +93,23 @@ def test_a_second_canary_and_a_bad_share_are_refused(canary_at_10, api, policy_t
     api.post("/v1/policies/canary/rollback", headers=auth(policy_token))
     bad = api.post("/v1/policies/2.2.0/canary", json={"share": 1.5}, headers=auth(policy_token))
     assert bad.status_code == 400 and bad.json()["problems"][0]["field"] == "canary_share"
+
+
+def test_promote_and_rollback_are_admin_actions(canary_at_10, client, tenant):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    canary = Policy.objects.get(version="2.1.0")
+    page = client.post(
+        "/admin/policy/policy/", {"action": "rollback_canary", "_selected_action": [canary.pk]}, follow=True
+    )
+    assert "2.1.0 rolled back." in page.content.decode()
+    assert policy_for_pcs(tenant_id=tenant.pk, pcs_id="0" * 64).version == "2.0.0"
+    draft = Policy.objects.create(tenant=tenant, name="n", version="2.2.0", canary_share=0.5, created_by="t")
+    client.post("/admin/policy/policy/", {"action": "start_canary", "_selected_action": [draft.pk]})
+    page = client.post(
+        "/admin/policy/policy/", {"action": "promote_canary", "_selected_action": [draft.pk]}, follow=True
+    )
+    assert "2.2.0 promoted." in page.content.decode()
+    assert Policy.objects.get(version="2.2.0").status == "active"
+    assert Policy.objects.get(version="2.0.0").status == "retired"
