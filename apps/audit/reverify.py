@@ -59,6 +59,13 @@ class TenantRun:
     findings: list[Finding] = field(default_factory=list)
 
 
+def _first_difference(pairs: dict[str, tuple[object, object]]) -> tuple[str, object, object] | None:
+    for name, (first, second) in pairs.items():
+        if first != second:
+            return name, first, second
+    return None
+
+
 def decision_reverify(entry: AuditEntry, record: PcsRecord | None) -> Finding | None:
     """Check a decision entry against its record and decide the record again; None when all agree."""
     if record is None:
@@ -70,9 +77,10 @@ def decision_reverify(entry: AuditEntry, record: PcsRecord | None) -> Finding | 
         "policy_version": (record.policy_version, entry.policy_version),
         "payload_digest": (record.payload_digest, entry.request_digest),
     }
-    for name, (stored, logged) in answered.items():
-        if stored != logged:
-            return Finding("record_mismatch", f"record {name} {stored!r} but the audit entry says {logged!r}")
+    differs = _first_difference(answered)
+    if differs is not None:
+        name, stored, logged = differs
+        return Finding("record_mismatch", f"record {name} {stored!r} but the audit entry says {logged!r}")
     pcs = record.pcs
     if payload_digest(pcs).hex() != record.payload_digest:
         return Finding("digest_mismatch", "the stored PCS does not hash to the digest it was decided under")
@@ -102,9 +110,10 @@ def decision_reverify(entry: AuditEntry, record: PcsRecord | None) -> Finding | 
         "regime": (record.regime, evaluation.regime),
         "budget": (record.budget, evaluation.budget),
     }
-    for name, (stored, again) in recomputed.items():
-        if stored != again:
-            return Finding("decision_differs", f"stored {name} {stored!r}, recomputed {again!r}")
+    differs = _first_difference(recomputed)
+    if differs is not None:
+        name, stored, again = differs
+        return Finding("decision_differs", f"stored {name} {stored!r}, recomputed {again!r}")
     return None
 
 

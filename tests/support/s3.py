@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
-
-from tests.support.servers import free_port, kill_group
+from tests.support.servers import free_port, kill_group, wait_until_answering
 
 # moto accepts any credentials; boto3 only needs some to sign requests.
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "flk-test", "AWS_SECRET_ACCESS_KEY": "flk-test-secret"}
@@ -29,15 +26,7 @@ def moto_s3_server() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start (exit {proc.poll()})") from None
-                time.sleep(0.2)
+        wait_until_answering(proc, f"{url}/moto-api/", "moto server")
         yield url
     finally:
         kill_group(proc)

@@ -61,6 +61,20 @@ def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 1
     return done.stdout
 
 
+def wait_until_answering(proc: subprocess.Popen, url: str, what: str, timeout: float = 30) -> None:
+    """Wait until ``url`` answers 2xx; fail if ``proc`` exits or ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start (exit {proc.poll()})")
+        time.sleep(0.2)
+
+
 @dataclass
 class Server:
     """A running server process group and where it answers."""
@@ -95,16 +109,7 @@ def gunicorn(workers: int = 2, log: Path | None = None, **env: str) -> Iterator[
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start (exit {proc.poll()})")
-            time.sleep(0.2)
+        wait_until_answering(proc, f"{url}/healthz", "gunicorn")
         yield Server(url, proc)
     finally:
         kill_group(proc)

@@ -123,34 +123,23 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     seed = secrets.token_bytes(32)
     key_path, pub_path = out.with_suffix(".key"), out.with_suffix(".pub")
     if args.alg == "vrf":
-        public_hex = vrf.public_key(seed).hex()
-        _write_secret(key_path, seed.hex(), force=args.force)
-        _write_secret(pub_path, public_hex, force=args.force, mode=0o644)
-        _emit(
-            args,
-            {
-                "alg": "vrf",
-                "private_key_file": str(key_path),
-                "public_key_file": str(pub_path),
-                "public_key": public_hex,
-            },
-            f"VRF secret key written to {key_path} (mode 0600); pass it as --vrf-key-file\n"
-            f"public key written to {pub_path}; set it as the tenant's VRF public key: {public_hex}",
-        )
-        return EXIT_OK
-    public = base64.b64encode(Ed25519Signer.from_seed(seed).public_key_bytes()).decode()
+        public, public_field = vrf.public_key(seed).hex(), "public_key"
+        hint = f"pass {key_path} as --vrf-key-file; set the tenant's VRF public key to {public}"
+    else:
+        public = base64.b64encode(Ed25519Signer.from_seed(seed).public_key_bytes()).decode()
+        public_field = "public_key_b64"
+        hint = f"give the server the public key as PCS_ED25519_PUB_B64={public}"
     _write_secret(key_path, seed.hex(), force=args.force)
     _write_secret(pub_path, public, force=args.force, mode=0o644)
     _emit(
         args,
         {
-            "alg": "ed25519",
+            "alg": args.alg,
             "private_key_file": str(key_path),
             "public_key_file": str(pub_path),
-            "public_key_b64": public,
+            public_field: public,
         },
-        f"Ed25519 private key seed written to {key_path} (mode 0600)\n"
-        f"public key written to {pub_path}; give it to the server as PCS_ED25519_PUB_B64={public}",
+        f"{args.alg} private key written to {key_path} (mode 0600), public key to {pub_path}\n{hint}",
     )
     return EXIT_OK
 
