@@ -170,3 +170,17 @@ def test_a_vrf_tenant_receives_a_stream_whose_seeds_come_from_the_vrf(
             bytes.fromhex(pcs["vrf_proof"]),
         )
         assert pcs["seed"] == vrf.seed_from_beta(beta)
+
+
+def test_demo_gets_the_answer_a_correct_server_gives_for_every_case(
+    live_server, transactional_db, tenant, tmp_path, capsys
+):
+    (tmp_path / "key").write_text(settings.PCS_HMAC_KEY)
+    code, rows = run(capsys, "demo", "--url", live_server.url, "--key-file", str(tmp_path / "key"), "--json")
+    assert [(row["case"], row["status"]) for row in rows if not row["as_expected"]] == []
+    assert code == 0 and len(rows) == 9
+    (tmp_path / "wrong").write_text("not the server's key")
+    code, rows = run(
+        capsys, "demo", "--url", live_server.url, "--key-file", str(tmp_path / "wrong"), "--json"
+    )
+    assert code == 1 and rows[0]["status"] == 401 and not rows[0]["as_expected"]

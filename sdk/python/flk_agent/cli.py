@@ -302,14 +302,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     rows = []
     try:
         with FlkClient(args.url, tenant=args.tenant) as client:
-            for label, expected, pcs in demo_cases(signer, shard_id=shard):
-                result = client.submit(pcs)
+            for case in demo_cases(signer, shard_id=shard):
+                result = client.submit(case.pcs)
                 rows.append(
                     {
-                        "case": label,
-                        "expected": expected,
+                        "case": case.label,
+                        "expected": case.expectation,
                         "status": result.status,
                         "replayed": result.replayed,
+                        "as_expected": (result.status, result.replayed) == (case.status, case.replayed),
                         "body": result.body,
                     }
                 )
@@ -328,11 +329,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         else:
             summary = f"error={body.get('error')} detail={body.get('detail')}"
         replay = " [Idempotent-Replayed]" if row["replayed"] else ""
+        mark = "" if row["as_expected"] else "   <-- NOT AS EXPECTED"
         lines.append(
-            f"{row['status']}{replay}  {row['case']:<40} expected {row['expected']}\n      {summary}"
+            f"{row['status']}{replay}  {row['case']:<40} expected {row['expected']}{mark}\n      {summary}"
         )
+    unexpected = sum(not row["as_expected"] for row in rows)
+    if unexpected:
+        lines.append(f"{unexpected} answer(s) not as expected: check the server's key and policy")
     _emit(args, rows, "\n".join(lines))
-    return EXIT_OK
+    return EXIT_UNEXPECTED if unexpected else EXIT_OK
 
 
 def _read_json(path: str) -> dict[str, Any]:
