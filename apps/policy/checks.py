@@ -14,7 +14,7 @@ from typing import Any
 
 from apps.pcs.errors import IngestError
 from apps.policy.params import PolicyParams
-from apps.policy.rules import RuleError, rule_matches
+from apps.policy.rules import RuleError, rule_context, rule_matches
 from flk_agent import signals
 
 
@@ -159,11 +159,13 @@ def apply_policy(ev: Evaluation, pcs: dict[str, Any], *, params: PolicyParams, a
         ev.record("anomaly", anomaly_score < params.anomaly_alert, "anomaly_alert", detail)
     if not params.rules:
         return
-    context = {
-        "pcs": pcs,
-        "recomputed": {"D_hat": ev.d_hat, "regime": ev.regime, "budget": ev.budget},
-        "anomaly": {"score": anomaly_score},
-    }
+    context = rule_context(
+        {
+            "pcs": pcs,
+            "recomputed": {"D_hat": ev.d_hat, "regime": ev.regime, "budget": ev.budget},
+            "anomaly": {"score": anomaly_score},
+        }
+    )
     for rule in params.rules:
         name = f"rule:{rule.name}"
         try:

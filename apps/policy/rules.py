@@ -126,8 +126,20 @@ def rule_check(expr: str) -> None:
         raise RuleError(f"gives {type(result).__name__}, not a boolean")
 
 
-def rule_matches(expr: str, context: dict[str, Any]) -> bool:
-    """Run a checked rule; raise RuleError if it fails at run time (e.g. an absent optional field)."""
+def rule_context(variables: dict[str, Any]) -> Any:
+    """One CEL context for all the rules of one PCS.
+
+    The package converts Python values to CEL once per context and reuses them: about 50 µs for the
+    first rule, well under 1 µs for each further one (a plain dict is converted again on every rule).
+    """
+    context = cel.Context()
+    for name, value in variables.items():
+        context.add_variable(name, value)
+    return context
+
+
+def rule_matches(expr: str, context: Any) -> bool:
+    """Run a checked rule in ``rule_context(...)``; raise RuleError if it fails at run time."""
     try:
         return compiled(expr).execute(context) is True
     except RuleError:
