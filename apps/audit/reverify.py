@@ -16,6 +16,7 @@ database outage is not counted against any entry: it fails the run, which Celery
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -33,6 +34,8 @@ from apps.policy.checks import apply_policy, evaluate, sanity_check
 from apps.policy.selection import policy_for_version
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import verification_keys_for
+from apps.tenants.services import VRF_CHANGED
+from flk_agent import vrf
 from flk_agent.pcs import payload_digest
 from flk_agent.signing import verify_signature
 
@@ -66,8 +69,63 @@ def _first_difference(pairs: dict[str, tuple[object, object]]) -> tuple[str, obj
     return None
 
 
-def decision_reverify(entry: AuditEntry, record: PcsRecord | None) -> Finding | None:
-    """Check a decision entry against its record and decide the record again; None when all agree."""
+@dataclass(frozen=True)
+class VrfSetting:
+    """A tenant's VRF setting from ``seq`` on, as its audit log recorded it."""
+
+    seq: int
+    required: bool
+    public_key_hex: str
+
+
+_VRF_DETAIL = re.compile(r"required=(True|False) key=([0-9a-f]{64}|-)")
+
+
+def vrf_history(tenant_id: int) -> list[VrfSetting]:
+    """Every VRF setting of a tenant, oldest first, read from its (tamper-evident) audit log."""
+    history = []
+    entries = AuditEntry.objects.filter(tenant_id=tenant_id, kind=VRF_CHANGED).order_by("seq")
+    for seq, reason in entries.values_list("seq", "reason"):
+        match = _VRF_DETAIL.fullmatch(reason)
+        if match:
+            key = "" if match.group(2) == "-" else match.group(2)
+            history.append(VrfSetting(seq, match.group(1) == "True", key))
+    return history
+
+
+def _vrf_finding(pcs: dict, seq: int, history: list[VrfSetting]) -> Finding | None:
+    setting = next((s for s in reversed(history) if s.seq < seq), None)
+    if setting is None:
+        return None  # no VRF was ever configured before this decision
+    proof = pcs.get("vrf_proof")
+    if proof is None:
+        return (
+            Finding("vrf_invalid", "the tenant required a VRF proof and the PCS has none")
+            if setting.required
+            else None
+        )
+    if not setting.public_key_hex:
+        return None
+    try:
+        beta = vrf.verify(
+            bytes.fromhex(setting.public_key_hex),
+            vrf.pcs_alpha(pcs["merkle_root"], pcs["epoch"], pcs["shard_id"]),
+            bytes.fromhex(proof),
+        )
+    except vrf.VrfError as exc:
+        return Finding("vrf_invalid", f"with the key in effect at entry {setting.seq}: {exc}")
+    if vrf.seed_from_beta(beta) != pcs["seed"]:
+        return Finding("vrf_invalid", "seed is not the first 8 bytes of the VRF output")
+    return None
+
+
+def decision_reverify(
+    entry: AuditEntry, record: PcsRecord | None, vrf_settings: list[VrfSetting] | None = None
+) -> Finding | None:
+    """Check a decision entry against its record and decide the record again; None when all agree.
+
+    ``vrf_settings`` is the tenant's ``vrf_history`` (read here when not given).
+    """
     if record is None:
         return Finding("record_missing", f"no PCS record {entry.pcs_id!r} for this decision")
     answered = {
@@ -92,6 +150,10 @@ def decision_reverify(entry: AuditEntry, record: PcsRecord | None) -> Finding | 
             "signature_invalid",
             f"no key valid at {record.received_at.isoformat()} (key_id {pcs.get('key_id')!r}) verifies it",
         )
+    history = vrf_settings if vrf_settings is not None else vrf_history(record.tenant_id)
+    vrf_problem = _vrf_finding(pcs, entry.seq, history)
+    if vrf_problem is not None:
+        return vrf_problem
     params = policy_for_version(tenant_id=record.tenant_id, version=record.policy_version)
     try:
         sanity_check(pcs, received_at=record.received_at, params=params)
@@ -154,13 +216,17 @@ def _locked_cursor(tenant: Tenant) -> AuditCursor | None:
 
 
 def _entry_finding(
-    entry: AuditEntry, expected_seq: int, prev_hash: str, record: PcsRecord | None
+    entry: AuditEntry,
+    expected_seq: int,
+    prev_hash: str,
+    record: PcsRecord | None,
+    vrf_settings: list[VrfSetting] | None = None,
 ) -> Finding | None:
     problem = entry_link_problem(entry, expected_seq=expected_seq, prev_hash=prev_hash)
     if problem is not None:
         return Finding("chain_broken", problem)
     if entry.kind == DECISION_KIND:
-        return decision_reverify(entry, record)
+        return decision_reverify(entry, record, vrf_settings)
     return None
 
 
@@ -173,6 +239,7 @@ def tenant_audit_run(*, tenant: Tenant, batch: int, max_attempts: int) -> Tenant
         return run
     entries = list(AuditEntry.objects.filter(tenant=tenant, seq__gte=cursor.next_seq).order_by("seq")[:batch])
     records = _records_for(tenant, entries)
+    vrf_settings = vrf_history(tenant.pk)
     for entry in entries:
         if entry.seq > cursor.next_seq:  # a gap: entries were deleted from under the chain
             finding = Finding("chain_broken", f"entries {cursor.next_seq}..{entry.seq - 1} are missing")
@@ -182,7 +249,8 @@ def tenant_audit_run(*, tenant: Tenant, batch: int, max_attempts: int) -> Tenant
             # The gap is the finding; the entry after it is checked against its own stated link.
             cursor.next_seq, cursor.last_hash = entry.seq, entry.prev_hash
         try:
-            finding = _entry_finding(entry, cursor.next_seq, cursor.last_hash, records.get(entry.pcs_id))
+            record = records.get(entry.pcs_id)
+            finding = _entry_finding(entry, cursor.next_seq, cursor.last_hash, record, vrf_settings)
         except DatabaseError:
             raise
         except Exception as exc:  # a defect or bad data: count it against this entry, not the run

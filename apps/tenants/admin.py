@@ -14,7 +14,14 @@ from django.utils import timezone
 
 from apps.tenants.models import ApiToken, SigningKey, Tenant
 from apps.tenants.selectors import tenant_usage
-from apps.tenants.services import TenantError, key_rotate, tenant_create, tenant_deactivate, token_issue
+from apps.tenants.services import (
+    TenantError,
+    key_rotate,
+    tenant_create,
+    tenant_deactivate,
+    tenant_update,
+    token_issue,
+)
 from flk_project.admin_readonly import ReadOnlyModelAdmin
 
 
@@ -148,7 +155,9 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:  # noqa: ANN001
         if change:
-            super().save_model(request, obj, form, change)
+            # Through the service, so every edit is validated and lands in the audit log.
+            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            tenant_update(tenant=Tenant.objects.get(pk=obj.pk), changes=changes, actor=_actor(request))
             return
         data = form.cleaned_data
         try:
@@ -164,12 +173,18 @@ class TenantAdmin(admin.ModelAdmin):
             )
         except TenantError as exc:
             raise ValueError(str(exc)) from exc
-        Tenant.objects.filter(pk=tenant.pk).update(
-            vrf_required=data["vrf_required"],
-            vrf_public_key=data["vrf_public_key"],
-            pii_mode=data["pii_mode"],
-            active=data["active"],
-        )
+        settings_chosen = {
+            name: data[name] for name in ("vrf_required", "vrf_public_key", "pii_mode", "active")
+        }
+        defaults = {
+            "vrf_required": False,
+            "vrf_public_key": "",
+            "pii_mode": Tenant.PII_DETECT,
+            "active": True,
+        }
+        changed = {name: value for name, value in settings_chosen.items() if value != defaults[name]}
+        if changed:
+            tenant_update(tenant=tenant, changes=changed, actor=_actor(request))
         obj.pk = tenant.pk
         request._flk_new_key = new_key  # shown by response_add, once
 

@@ -122,17 +122,61 @@ def tenant_create(
     return tenant, new
 
 
-@transaction.atomic
-def tenant_set_vrf(*, tenant: Tenant, public_key_hex: str, required: bool, actor: str) -> None:
-    """Set the VRF public key a tenant's proofs are checked with, and whether proofs are required."""
-    tenant.vrf_public_key, tenant.vrf_required = public_key_hex.lower(), required
+VRF_CHANGED = "vrf_changed"
+
+
+def vrf_audit_detail(*, required: bool, public_key_hex: str) -> str:
+    """The reason of a ``vrf_changed`` entry: the full public key, so the audit log is the key history."""
+    return f"required={required} key={public_key_hex or '-'}"
+
+
+def _clean(tenant: Tenant) -> None:
     try:
         tenant.full_clean()
     except ValidationError as exc:
         raise TenantError("; ".join(m for ms in exc.message_dict.values() for m in ms)) from exc
-    tenant.save(update_fields=["vrf_public_key", "vrf_required"])
+
+
+# Fields an operator edits on a tenant; the key, limits and activation have services of their own.
+EDITABLE_FIELDS = ("name", "active", "sign_alg", "vrf_required", "vrf_public_key", "pii_mode")
+LIMIT_FIELDS = ("daily_quota", "rate_per_second", "burst")
+
+
+@transaction.atomic
+def tenant_update(*, tenant: Tenant, changes: dict[str, object], actor: str) -> Tenant:
+    """Apply edits to a tenant's settings, validated, each kind of change audited with its actor."""
+    unknown = set(changes) - set(EDITABLE_FIELDS) - set(LIMIT_FIELDS)
+    if unknown:
+        raise TenantError(f"not editable here: {', '.join(sorted(unknown))}")
+    limits = {name: changes[name] for name in LIMIT_FIELDS if name in changes}
+    changes = {name: value for name, value in changes.items() if name not in LIMIT_FIELDS}
+    if limits:
+        tenant_set_limits(tenant=tenant, actor=actor, **limits)  # type: ignore[arg-type]
+    if "vrf_public_key" in changes:
+        changes["vrf_public_key"] = str(changes["vrf_public_key"]).lower()
+    if not changes:
+        return tenant
+    for name, value in changes.items():
+        setattr(tenant, name, value)
+    _clean(tenant)
+    tenant.save(update_fields=list(changes))
+    if {"vrf_required", "vrf_public_key"} & set(changes):
+        detail = vrf_audit_detail(required=tenant.vrf_required, public_key_hex=tenant.vrf_public_key)
+        _audit(tenant, VRF_CHANGED, actor, detail)
+    settings_changed = [n for n in changes if n not in ("vrf_required", "vrf_public_key")]
+    if settings_changed:
+        detail = " ".join(f"{n}={getattr(tenant, n)}" for n in settings_changed)
+        _audit(tenant, "tenant_changed", actor, detail)
+    transaction.on_commit(reset_key_cache)
+    return tenant
+
+
+def tenant_set_vrf(*, tenant: Tenant, public_key_hex: str, required: bool, actor: str) -> None:
+    """Set the VRF public key a tenant's proofs are checked with, and whether proofs are required."""
+    tenant_update(
+        tenant=tenant, changes={"vrf_public_key": public_key_hex, "vrf_required": required}, actor=actor
+    )
     reset_key_cache()
-    _audit(tenant, "vrf_changed", actor, f"required={required} key={public_key_hex[:16]}…")
 
 
 @transaction.atomic

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from apps.audit.models import AuditCursor, AuditDeadLetter
+from apps.audit.reverify import audit_pending
 from apps.pcs.models import PcsRecord
 from apps.tenants.services import TenantError, tenant_set_vrf
 from flk_agent import vrf
@@ -92,3 +94,24 @@ def test_requiring_vrf_needs_a_valid_public_key(tenant):
         tenant_set_vrf(tenant=tenant, public_key_hex="", required=True, actor="ops")
     with pytest.raises(TenantError, match="prime-order group"):
         tenant_set_vrf(tenant=tenant, public_key_hex="01" + "00" * 31, required=True, actor="ops")
+
+
+def test_the_async_audit_checks_proofs_with_the_key_in_effect_when_decided(api, vrf_tenant, signer):
+    for epoch in (1, 2):
+        assert submit(api, _pcs(signer, epoch=epoch)).status_code == 200
+    # The tenant moves to a new VRF key: old decisions stay valid under the key of their time.
+    tenant_set_vrf(
+        tenant=vrf_tenant, public_key_hex=vrf.public_key(OTHER_SECRET).hex(), required=True, actor="ops"
+    )
+    assert submit(api, _pcs(signer, epoch=3, vrf_secret=OTHER_SECRET)).status_code == 200
+    assert audit_pending()["dead_lettered"] == 0
+    # seed and vrf_proof are not signed: only the proof vouches for the seed, and the audit re-checks it.
+    record = PcsRecord.objects.get(epoch=2)
+    forged = _pcs(signer, epoch=2, vrf_secret=OTHER_SECRET)  # a valid proof, of the wrong key for its time
+    PcsRecord.objects.filter(pk=record.pk).update(
+        pcs={**record.pcs, "seed": forged["seed"], "vrf_proof": forged["vrf_proof"]}
+    )
+    AuditCursor.objects.all().delete()  # audit the whole log again
+    assert audit_pending()["dead_lettered"] == 1
+    letter = AuditDeadLetter.objects.get()
+    assert (letter.problem, letter.pcs_id) == ("vrf_invalid", record.pcs_id)

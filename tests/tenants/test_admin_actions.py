@@ -94,3 +94,28 @@ def test_admin_logins_are_throttled(client, db):
         client.post("/admin/login/", {"username": "ops", "password": "wrong"})
     locked = client.post("/admin/login/", {"username": "ops", "password": "right-password"})
     assert locked.status_code == 429
+
+
+def test_editing_a_tenant_in_the_admin_is_validated_and_audited(staff):
+    from flk_agent import vrf
+
+    tenant = Tenant.objects.create(slug="initech", name="Initech")
+    form = {"name": "Initech", "active": "on", "pii_mode": "detect", "daily_quota": "0"}
+    form |= {"rate_per_second": "0", "burst": "0", "vrf_public_key": ""}
+    for inline in ("signing_keys", "api_tokens"):  # the read-only inlines' management forms
+        form |= {f"{inline}-TOTAL_FORMS": "0", f"{inline}-INITIAL_FORMS": "0"}
+    url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+    refused = staff.post(url, {**form, "vrf_required": "on"})
+    assert refused.status_code == 200 and "required when VRF proofs are required" in refused.content.decode()
+    assert not Tenant.objects.get(pk=tenant.pk).vrf_required
+    key = vrf.public_key(bytes(range(32))).hex()
+    saved = staff.post(
+        url, {**form, "pii_mode": "block", "vrf_required": "on", "vrf_public_key": key, "burst": "5"}
+    )
+    assert saved.status_code == 302
+    entries = {e.kind: e for e in AuditEntry.objects.filter(tenant=tenant, actor="admin:ops")}
+    assert entries["tenant_changed"].reason == "pii_mode=block"
+    assert entries["vrf_changed"].reason == f"required=True key={key}"
+    assert entries["limits_changed"].reason.endswith("burst=5")
+    tenant.refresh_from_db()
+    assert (tenant.pii_mode, tenant.vrf_required, tenant.burst) == ("block", True, 5)
