@@ -97,8 +97,7 @@ def _vrf_finding(pcs: dict, seq: int, history: list[VrfSetting]) -> Finding | No
     setting = next((s for s in reversed(history) if s.seq < seq), None)
     if setting is None:
         return None  # no VRF was ever configured before this decision
-    proof = pcs.get("vrf_proof")
-    if proof is None:
+    if pcs.get("vrf_proof") is None:
         return (
             Finding("vrf_invalid", "the tenant required a VRF proof and the PCS has none")
             if setting.required
@@ -107,15 +106,9 @@ def _vrf_finding(pcs: dict, seq: int, history: list[VrfSetting]) -> Finding | No
     if not setting.public_key_hex:
         return None
     try:
-        beta = vrf.verify(
-            bytes.fromhex(setting.public_key_hex),
-            vrf.pcs_alpha(pcs["merkle_root"], pcs["epoch"], pcs["shard_id"]),
-            bytes.fromhex(proof),
-        )
+        vrf.verify_pcs(bytes.fromhex(setting.public_key_hex), pcs)
     except vrf.VrfError as exc:
-        return Finding("vrf_invalid", f"with the key in effect at entry {setting.seq}: {exc}")
-    if vrf.seed_from_beta(beta) != pcs["seed"]:
-        return Finding("vrf_invalid", "seed is not the first 8 bytes of the VRF output")
+        return Finding("vrf_invalid", f"under the key in effect since entry {setting.seq}: {exc}")
     return None
 
 

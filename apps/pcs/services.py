@@ -151,15 +151,11 @@ def _verify_vrf(pcs: dict[str, Any], tenant: Tenant) -> None:
             raise IngestError(401, "invalid_vrf_proof", "no VRF public key is configured for this tenant")
         return
     try:
-        beta = vrf.verify(
-            bytes.fromhex(tenant.vrf_public_key),
-            vrf.pcs_alpha(pcs["merkle_root"], pcs["epoch"], pcs["shard_id"]),
-            bytes.fromhex(proof_hex),
-        )
+        vrf.verify_pcs(bytes.fromhex(tenant.vrf_public_key), pcs)
+    except vrf.VrfSeedMismatch as exc:
+        raise IngestError(401, "vrf_seed_mismatch", str(exc)) from exc
     except vrf.VrfError as exc:
         raise IngestError(401, "invalid_vrf_proof", str(exc)) from exc
-    if vrf.seed_from_beta(beta) != pcs["seed"]:
-        raise IngestError(401, "vrf_seed_mismatch", "seed is not the first 8 bytes of the VRF output")
 
 
 def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool) -> IngestResult:

@@ -9,6 +9,8 @@ arithmetic through PyNaCl); this module only composes it as RFC 9381 §5 describ
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 from nacl import bindings as sodium
 from nacl import exceptions as sodium_errors
@@ -23,6 +25,10 @@ _SODIUM_ERRORS = (sodium_errors.RuntimeError, sodium_errors.ValueError, sodium_e
 
 class VrfError(ValueError):
     """A proof, key or input the VRF refuses."""
+
+
+class VrfSeedMismatch(VrfError):
+    """The proof holds, but the PCS's seed is not the one the VRF output fixes."""
 
 
 def _decodes(point: bytes) -> bool:
@@ -149,3 +155,14 @@ def pcs_alpha(merkle_root: str, epoch: int, shard_id: str) -> bytes:
 def seed_from_beta(beta: bytes) -> int:
     """The PCS seed a VRF output fixes: its first 8 bytes, big-endian."""
     return int.from_bytes(beta[:8], "big")
+
+
+def verify_pcs(public: bytes, pcs: Mapping[str, Any]) -> None:
+    """Check a PCS's ``vrf_proof`` under ``public`` and that its ``seed`` is the VRF's; raise if not."""
+    try:
+        proof = bytes.fromhex(pcs["vrf_proof"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VrfError("vrf_proof is missing or not hex") from exc
+    beta = verify(public, pcs_alpha(pcs["merkle_root"], pcs["epoch"], pcs["shard_id"]), proof)
+    if seed_from_beta(beta) != pcs["seed"]:
+        raise VrfSeedMismatch("seed is not the first 8 bytes of the VRF output")
