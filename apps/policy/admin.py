@@ -51,6 +51,8 @@ class PolicyForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if self.instance.pk and self.instance.status != Policy.DRAFT:
+            return data  # nothing of a live or retired policy is editable
         version = data.get("version") or (self.instance.version if self.instance.pk else "")
         params = data.get("params") if data.get("params") is not None else {}
         rules = data.get("rules") if data.get("rules") is not None else []
@@ -86,6 +88,8 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Policy, form: PolicyForm, change: bool) -> None:
         data = form.cleaned_data
+        if change and obj.status != Policy.DRAFT:
+            return  # every field is read-only: saving the page changes nothing
         if change:
             policy_update(
                 policy=obj,

@@ -113,3 +113,14 @@ def test_promote_and_rollback_are_admin_actions(canary_at_10, client, tenant):
     assert "2.2.0 promoted." in page.content.decode()
     assert Policy.objects.get(version="2.2.0").status == "active"
     assert Policy.objects.get(version="2.0.0").status == "retired"
+
+
+def test_saving_an_active_policys_page_changes_nothing(canary_at_10, client):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    active = Policy.objects.get(version="2.0.0")
+    page = client.post(f"/admin/policy/policy/{active.pk}/change/", {"params": '{"budget_alpha": 0.9}'})
+    assert page.status_code == 302
+    active.refresh_from_db()
+    assert (active.status, active.params) == ("active", {})
