@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import Anchor, Checkpoint
+from apps.pcs.wal import fsync_dir
 
 
 class AnchorConflict(RuntimeError):
@@ -50,14 +51,6 @@ class AnchorStore(Protocol):
         ...
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LocalDirectoryStore:
     """Files created exclusively, fsynced with their directory, and left read-only (mode 0444)."""
 
@@ -81,7 +74,7 @@ class LocalDirectoryStore:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return Written(str(path), None)
 
 

@@ -16,7 +16,6 @@ database outage is not counted against any entry: it fails the run, which Celery
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -34,7 +33,7 @@ from apps.policy.checks import apply_policy, evaluate, sanity_check
 from apps.policy.selection import policy_for_version
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import verification_keys_for
-from apps.tenants.services import VRF_CHANGED
+from apps.tenants.services import VRF_CHANGED, vrf_audit_parse
 from flk_agent import vrf
 from flk_agent.pcs import payload_digest
 from flk_agent.signing import verify_signature
@@ -78,18 +77,14 @@ class VrfSetting:
     public_key_hex: str
 
 
-_VRF_DETAIL = re.compile(r"required=(True|False) key=([0-9a-f]{64}|-)")
-
-
 def vrf_history(tenant_id: int) -> list[VrfSetting]:
     """Every VRF setting of a tenant, oldest first, read from its (tamper-evident) audit log."""
-    history = []
     entries = AuditEntry.objects.filter(tenant_id=tenant_id, kind=VRF_CHANGED).order_by("seq")
+    history = []
     for seq, reason in entries.values_list("seq", "reason"):
-        match = _VRF_DETAIL.fullmatch(reason)
-        if match:
-            key = "" if match.group(2) == "-" else match.group(2)
-            history.append(VrfSetting(seq, match.group(1) == "True", key))
+        setting = vrf_audit_parse(reason)
+        if setting is not None:
+            history.append(VrfSetting(seq, *setting))
     return history
 
 
@@ -172,9 +167,10 @@ def decision_reverify(
     return None
 
 
-def _records_for(tenant: Tenant, entries: list[AuditEntry]) -> dict[str, PcsRecord]:
+def _records_for(tenant_id: int, entries: list[AuditEntry]) -> dict[str, PcsRecord]:
+    """The PCS records of the decision entries among ``entries``, by pcs_id."""
     pcs_ids = [e.pcs_id for e in entries if e.kind == DECISION_KIND]
-    records = PcsRecord.objects.filter(tenant=tenant, pcs_id__in=pcs_ids).select_related("tenant")
+    records = PcsRecord.objects.filter(tenant_id=tenant_id, pcs_id__in=pcs_ids).select_related("tenant")
     return {record.pcs_id: record for record in records}
 
 
@@ -231,7 +227,7 @@ def tenant_audit_run(*, tenant: Tenant, batch: int, max_attempts: int) -> Tenant
     if cursor is None:
         return run
     entries = list(AuditEntry.objects.filter(tenant=tenant, seq__gte=cursor.next_seq).order_by("seq")[:batch])
-    records = _records_for(tenant, entries)
+    records = _records_for(tenant.pk, entries)
     vrf_settings = vrf_history(tenant.pk)
     for entry in entries:
         if entry.seq > cursor.next_seq:  # a gap: entries were deleted from under the chain
@@ -293,15 +289,9 @@ def dead_letter_retry(*, dead_letter: AuditDeadLetter, actor: str) -> Finding | 
     else:
         previous = AuditEntry.objects.filter(tenant_id=entry.tenant_id, seq=entry.seq - 1).first()
         prev_hash = previous.entry_hash if previous else GENESIS_HASH
-        record = (
-            PcsRecord.objects.select_related("tenant")
-            .filter(tenant_id=entry.tenant_id, pcs_id=entry.pcs_id)
-            .first()
-        )
+        record = _records_for(entry.tenant_id, [entry]).get(entry.pcs_id)
         try:
-            finding = _entry_finding(
-                entry, entry.seq, prev_hash, record if entry.kind == DECISION_KIND else None
-            )
+            finding = _entry_finding(entry, entry.seq, prev_hash, record)
         except DatabaseError:
             raise
         except Exception as exc:

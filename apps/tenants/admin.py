@@ -173,16 +173,12 @@ class TenantAdmin(admin.ModelAdmin):
             )
         except TenantError as exc:
             raise ValueError(str(exc)) from exc
-        settings_chosen = {
-            name: data[name] for name in ("vrf_required", "vrf_public_key", "pii_mode", "active")
+        # Settings left at the model's defaults need no change (and no audit entry).
+        changed = {
+            name: data[name]
+            for name in ("vrf_required", "vrf_public_key", "pii_mode", "active")
+            if data[name] != Tenant._meta.get_field(name).get_default()
         }
-        defaults = {
-            "vrf_required": False,
-            "vrf_public_key": "",
-            "pii_mode": Tenant.PII_DETECT,
-            "active": True,
-        }
-        changed = {name: value for name, value in settings_chosen.items() if value != defaults[name]}
         if changed:
             tenant_update(tenant=tenant, changes=changed, actor=_actor(request))
         obj.pk = tenant.pk

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -125,9 +126,20 @@ def tenant_create(
 VRF_CHANGED = "vrf_changed"
 
 
+_VRF_DETAIL = re.compile(r"required=(True|False) key=([0-9a-f]{64}|-)")
+
+
 def vrf_audit_detail(*, required: bool, public_key_hex: str) -> str:
     """The reason of a ``vrf_changed`` entry: the full public key, so the audit log is the key history."""
     return f"required={required} key={public_key_hex or '-'}"
+
+
+def vrf_audit_parse(reason: str) -> tuple[bool, str] | None:
+    """(required, public key hex or "") from a ``vrf_audit_detail`` reason; None for another form."""
+    match = _VRF_DETAIL.fullmatch(reason)
+    if match is None:
+        return None
+    return match.group(1) == "True", "" if match.group(2) == "-" else match.group(2)
 
 
 def _clean(tenant: Tenant) -> None:
@@ -176,7 +188,6 @@ def tenant_set_vrf(*, tenant: Tenant, public_key_hex: str, required: bool, actor
     tenant_update(
         tenant=tenant, changes={"vrf_public_key": public_key_hex, "vrf_required": required}, actor=actor
     )
-    reset_key_cache()
 
 
 @transaction.atomic
