@@ -34,6 +34,7 @@ test: venv services lint
 bench: venv services
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/audit_append_bench.py
+	$(BIN)/python bench/policy_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
