@@ -28,16 +28,58 @@ def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | 
     return response
 
 
-def read_limited_body(request: Request) -> bytes:
-    """The raw body, refusing more than MAX_BODY_BYTES before anything is stored (413)."""
-    limit = settings.MAX_BODY_BYTES
-    declared = request.META.get("CONTENT_LENGTH") or ""
+READ_CHUNK_BYTES = 64 * 1024
+
+
+def _too_large(limit: int) -> IngestError:
+    return IngestError(413, "payload_too_large", f"body exceeds {limit} bytes")
+
+
+def read_limited_body(request: Request, limit: int | None = None) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes (MAX_BODY_BYTES) before anything is stored.
+
+    A chunked body has no Content-Length: Django would read it as empty, so it is read from the
+    server's decoded stream here, and refused as soon as it passes the limit, never read whole.
+    """
+    limit = settings.MAX_BODY_BYTES if limit is None else limit
+    meta = request.META
+    declared = meta.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > limit:
-        raise IngestError(413, "payload_too_large", f"body exceeds {limit} bytes")
+        raise _too_large(limit)
+    chunked = "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if chunked and meta.get("wsgi.input_terminated"):
+        stream, parts, size = meta["wsgi.input"], [], 0
+        while True:
+            try:
+                chunk = stream.read(READ_CHUNK_BYTES)
+            except Exception as exc:  # the server's chunk decoder: a bad size line, a cut-off body
+                raise IngestError(400, "malformed_body", "the chunked body could not be read") from exc
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
     body = request._request.read(limit + 1)
     if len(body) > limit:
-        raise IngestError(413, "payload_too_large", f"body exceeds {limit} bytes")
+        raise _too_large(limit)
     return body
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the proxy's header when one is configured, else the peer's."""
+    if settings.PROXY_CLIENT_IP_HEADER:
+        key = "HTTP_" + settings.PROXY_CLIENT_IP_HEADER.upper().replace("-", "_")
+        forwarded = request.META.get(key, "").strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def error_response(exc: IngestError) -> HttpResponse:
+    """The JSON answer of a refusal made before the pipeline runs (413, an unreadable body)."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+    return _json_response(exc.status, exc.body(), headers)
 
 
 _ERRORS = OpenApiResponse(ErrorSerializer)
@@ -65,18 +107,23 @@ class SubmitView(APIView):
             429: _ERRORS,
             503: _ERRORS,
         },
-        description="Order of work: size limit, inbox WAL, strict parse, tenant and limits, signature, "
-        "dedup, checks and recomputation, decision. Replays answer the stored decision with "
-        "`Idempotent-Replayed: true`.",
+        description="Order of work: size limit, inbox WAL, strict parse, tenant, signature (failed "
+        "authentications are throttled on their own and never charged to the tenant), rate limit and "
+        "daily quota, dedup, checks and recomputation, decision. Any retry of a decided PCS answers the "
+        "stored decision with `Idempotent-Replayed: true`; a copy whose signed payload or decision inputs "
+        "differ is 422. Chunked bodies are accepted.",
     )
     def post(self, request: Request) -> HttpResponse:
         received_at = timezone.now()
         try:
             body = read_limited_body(request)
         except IngestError as exc:
-            return _json_response(exc.status, exc.body())
+            return error_response(exc)
         result: IngestResult = pcs_submit(
-            body=body, tenant_header=request.headers.get("X-Tenant-Id"), received_at=received_at
+            body=body,
+            tenant_header=request.headers.get("X-Tenant-Id"),
+            received_at=received_at,
+            client_addr=client_address(request),
         )
         return _json_response(result.status, result.body, result.headers)
 
@@ -95,5 +142,5 @@ class FloorView(APIView):
         try:
             pcs = parse_pcs(read_limited_body(request))
         except IngestError as exc:
-            return _json_response(exc.status, exc.body())
+            return error_response(exc)
         return _json_response(200, {"pcs_id": pcs["pcs_id"], "accepted": True})

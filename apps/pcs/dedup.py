@@ -2,7 +2,9 @@
 
 A submission first *claims* (tenant, pcs_id). The claimer decides and then *completes* the claim with
 the stored outcome; everyone else sees either the claim still pending (409) or the outcome (replay, or
-422 when the signed payload differs). A claim whose holder died expires, so nothing stays stuck.
+422 when the signed payload or the decision inputs differ). A claim carries its owner (host, pid and
+the process's start time), so a claim left by a process that died on this host is taken over at once;
+any other abandoned claim expires after ``DEDUP_CLAIM_TIMEOUT_SECONDS``, so nothing stays stuck.
 
 ``redis`` (SET NX with TTL) is the production hot store, ``database`` uses a unique constraint and
 works on SQLite, ``memory`` exists for tests.
@@ -25,6 +27,7 @@ from django.utils import timezone
 
 from apps.pcs.errors import encode_body
 from apps.pcs.models import DedupEntry
+from apps.pcs.owner import owner_is_dead, process_owner
 
 ClaimState = Literal["claimed", "pending", "decided"]
 
@@ -35,11 +38,13 @@ class DedupUnavailable(Exception):
 
 @dataclass(frozen=True)
 class StoredOutcome:
-    """A decision as dedup keeps it: the signed payload's digest, the status and the body."""
+    """A decision as dedup keeps it: the signed payload's digest, the status, the body, and the
+    digest of the decision inputs ("" for decisions stored before it was kept)."""
 
     digest: str
     status: int
     body: dict[str, Any]
+    inputs_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,14 @@ _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# Replace a dead owner's pending entry with ours, unless it changed since we read it.
+_TAKEOVER_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 class RedisDedupStore:
@@ -85,6 +98,7 @@ class RedisDedupStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
         )
         self._release = self._redis.register_script(_RELEASE_LUA)
+        self._takeover = self._redis.register_script(_TAKEOVER_LUA)
         self._ttl = ttl_seconds
         self._claim_ms = max(1, int(claim_timeout * 1000))
 
@@ -94,7 +108,7 @@ class RedisDedupStore:
 
     @staticmethod
     def _pending_value(token: str, digest: str) -> str:
-        return json.dumps({"s": "p", "t": token, "d": digest}, separators=(",", ":"))
+        return json.dumps({"s": "p", "t": token, "d": digest, "o": process_owner()}, separators=(",", ":"))
 
     def claim(self, *, tenant_id: int, pcs_id: str, digest: str) -> Claim:
         key = self._key(tenant_id, pcs_id)
@@ -108,15 +122,25 @@ class RedisDedupStore:
                     continue
                 entry = json.loads(raw)
                 if entry["s"] == "p":
+                    if owner_is_dead(entry.get("o", "")) and self._takeover(
+                        keys=[key], args=[raw, self._pending_value(token, digest), self._claim_ms]
+                    ):
+                        return Claim("claimed", tenant_id, pcs_id, token, digest)
                     return Claim("pending", tenant_id, pcs_id)
-                outcome = StoredOutcome(entry["d"], entry["c"], entry["b"])
+                outcome = StoredOutcome(entry["d"], entry["c"], entry["b"], entry.get("i", ""))
                 return Claim("decided", tenant_id, pcs_id, outcome=outcome)
         except redis.RedisError as exc:
             raise DedupUnavailable(str(exc)) from exc
         raise DedupUnavailable("dedup entry kept changing while it was read")
 
     def complete(self, claim: Claim, outcome: StoredOutcome) -> None:
-        value = {"s": "d", "d": outcome.digest, "c": outcome.status, "b": outcome.body}
+        value = {
+            "s": "d",
+            "d": outcome.digest,
+            "i": outcome.inputs_digest,
+            "c": outcome.status,
+            "b": outcome.body,
+        }
         try:
             self._redis.set(
                 self._key(claim.tenant_id, claim.pcs_id),
@@ -160,6 +184,7 @@ class DatabaseDedupStore:
                         payload_digest=digest,
                         state=DedupEntry.STATE_PENDING,
                         claim_token=token,
+                        claim_owner=process_owner(),
                         claimed_at=now,
                     )
                 return Claim("claimed", tenant_id, pcs_id, token)
@@ -167,13 +192,17 @@ class DatabaseDedupStore:
                 pass
             entry = DedupEntry.objects.get(tenant_id=tenant_id, pcs_id=pcs_id)
             if entry.state == DedupEntry.STATE_DECIDED:
-                outcome = StoredOutcome(entry.payload_digest, entry.status_code, json.loads(entry.response))
+                outcome = StoredOutcome(
+                    entry.payload_digest, entry.status_code, json.loads(entry.response), entry.inputs_digest
+                )
                 return Claim("decided", tenant_id, pcs_id, outcome=outcome)
-            if entry.claimed_at < now - self._claim_timeout:
+            if entry.claimed_at < now - self._claim_timeout or owner_is_dead(entry.claim_owner):
                 # The claimer died: take the claim over, unless someone else just did.
                 taken = DedupEntry.objects.filter(
                     pk=entry.pk, state=DedupEntry.STATE_PENDING, claim_token=entry.claim_token
-                ).update(claim_token=token, claimed_at=now, payload_digest=digest)
+                ).update(
+                    claim_token=token, claim_owner=process_owner(), claimed_at=now, payload_digest=digest
+                )
                 if taken:
                     return Claim("claimed", tenant_id, pcs_id, token)
             return Claim("pending", tenant_id, pcs_id)
@@ -188,6 +217,7 @@ class DatabaseDedupStore:
         ).update(
             state=DedupEntry.STATE_DECIDED,
             payload_digest=outcome.digest,
+            inputs_digest=outcome.inputs_digest,
             status_code=outcome.status,
             response=encode_body(outcome.body),
         )

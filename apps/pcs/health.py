@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apps.pcs.dedup import DedupUnavailable, get_dedup_store
 
@@ -11,6 +11,11 @@ from apps.pcs.dedup import DedupUnavailable, get_dedup_store
 def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving."""
     return JsonResponse({"status": "ok"})
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    """Liveness as the original FLK clients poll it: 200 with the text ``OK``."""
+    return HttpResponse("OK", content_type="text/plain; charset=utf-8")
 
 
 def readyz(request: HttpRequest) -> JsonResponse:

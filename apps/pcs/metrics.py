@@ -15,6 +15,9 @@ accepted = Counter("flk_accepted", "PCS accepted")
 escalated = Counter("flk_escalated", "PCS escalated")
 signature_errors = Counter("flk_signature_errors", "Submissions with a missing or invalid signature")
 wal_errors = Counter("flk_wal_errors", "Inbox WAL appends that failed")
+wal_quarantined = Counter(
+    "flk_wal_quarantined", "WAL requests set aside because processing them raised (see manage.py wal status)"
+)
 
 ingest_by_tenant = Counter("flk_ingest_by_tenant", "flk_ingest per tenant", ["tenant_id"])
 dedup_hits_by_tenant = Counter("flk_dedup_hits_by_tenant", "flk_dedup_hits per tenant", ["tenant_id"])

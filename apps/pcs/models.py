@@ -18,6 +18,9 @@ class PcsRecord(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="pcs_records", db_index=False)
     pcs_id = models.CharField(max_length=64)
     payload_digest = models.CharField(max_length=64, help_text="hex SHA-256 of the signed payload")
+    inputs_digest = models.CharField(
+        max_length=64, blank=True, help_text="hex SHA-256 of the unsigned fields the decision read"
+    )
     shard_id = models.CharField(max_length=256)
     epoch = models.BigIntegerField()
     pcs = models.JSONField(help_text="the PCS as parsed")
@@ -55,8 +58,10 @@ class DedupEntry(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, db_index=False)
     pcs_id = models.CharField(max_length=64)
     payload_digest = models.CharField(max_length=64)
+    inputs_digest = models.CharField(max_length=64, blank=True)
     state = models.CharField(max_length=8)
     claim_token = models.CharField(max_length=32)
+    claim_owner = models.CharField(max_length=200, blank=True, help_text="host:pid:start of the claimer")
     claimed_at = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True)
     response = models.TextField(blank=True)
@@ -68,3 +73,32 @@ class DedupEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.pcs_id} {self.state}"
+
+
+class QuarantinedRequest(models.Model):
+    """A WAL request whose processing raised: kept aside with its error so replay can go on.
+
+    The request stays in its WAL segment (which is not pruned while it is open here) and its raw
+    bytes are copied here too, so an operator can read, fix and retry it.
+    """
+
+    segment = models.CharField(max_length=128)
+    offset = models.BigIntegerField()
+    received_at = models.DateTimeField()
+    # NULL is "no header was sent", which the WAL tells apart from an empty one.
+    tenant_header = models.CharField(max_length=256, blank=True, null=True)  # noqa: DJ001
+    body = models.BinaryField()
+    error = models.TextField(help_text="the exception, as the replay saw it")
+    attempts = models.PositiveIntegerField(default=1)
+    quarantined_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "offset"], name="quarantined_request_ref_uniq")
+        ]
+        ordering = ["-quarantined_at"]
+
+    def __str__(self) -> str:
+        return f"{self.segment}@{self.offset}"

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from apps.pcs.errors import IngestError
@@ -21,7 +21,11 @@ from flk_agent.signals import REGIMES
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 MAX_INT53 = 2**53 - 1
+# The largest integer a PCS holds is a 64-bit seed (20 digits); longer literals are refused before
+# Python converts them (conversion is quadratic in the digit count, and past 4,300 digits it raises).
+MAX_INT_DIGITS = 24
 
 
 def _bad(field: str, detail: str, code: str = "schema_violation") -> IngestError:
@@ -41,16 +45,43 @@ def _reject_constant(name: str) -> Any:
     raise _bad("", f"{name} is not allowed in JSON", "malformed_json")
 
 
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _bad("", f"integer literal of {len(literal)} characters is out of range", "malformed_json")
+    return int(literal)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999 parses as infinity
+        raise _bad("", f"number {literal[:40]} is out of range", "malformed_json")
+    return value
+
+
 def load_json(body: bytes) -> Any:
-    """Decode strict UTF-8 JSON: duplicate keys and NaN/Infinity are refused."""
+    """Decode strict UTF-8 JSON: duplicate keys, NaN/Infinity and out-of-range numbers are refused.
+
+    Every way the decoder can fail is a 400: too deep a nesting raises RecursionError, not a
+    JSONDecodeError, and it must never reach the caller as anything but a refusal.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _bad("", f"body is not UTF-8 at byte {exc.start}", "malformed_json") from exc
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
     except json.JSONDecodeError as exc:
         raise _bad("", f"invalid JSON: {exc.msg} (character {exc.pos})", "malformed_json") from exc
+    except RecursionError as exc:
+        raise _bad("", "JSON nested too deeply", "malformed_json") from exc
+    except ValueError as exc:  # anything else the decoder refuses
+        raise _bad("", f"invalid JSON: {exc}", "malformed_json") from exc
 
 
 def _int(field: str, value: Any, lo: int, hi: int) -> int:
@@ -76,6 +107,8 @@ def _text(field: str, value: Any, max_len: int) -> str:
         raise _bad(field, f"must be at most {max_len} characters")
     if _CONTROL.search(value):
         raise _bad(field, "must not contain control characters")
+    if _SURROGATE.search(value):
+        raise _bad(field, "must be valid Unicode text (a lone surrogate is not)")
     return value
 
 
@@ -89,10 +122,11 @@ def _sent_at(field: str, value: Any) -> str:
     text = _text(field, value, 40)
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError as exc:
+        if moment.tzinfo is None:
+            raise _bad(field, "must carry a time zone (Z or an offset)")
+        moment.astimezone(UTC)  # year 1 or 9999 with an offset has no UTC time
+    except (ValueError, OverflowError) as exc:
         raise _bad(field, "must be an RFC 3339 timestamp") from exc
-    if moment.tzinfo is None:
-        raise _bad(field, "must carry a time zone (Z or an offset)")
     return text
 
 
@@ -115,7 +149,8 @@ def _regime(field: str, value: Any) -> str:
 
 
 def _sig(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 256:
+    # An empty signature is parsed: it is refused as unauthenticated (401), like a wrong one.
+    if not isinstance(value, str) or len(value) > 256:
         raise _bad(field, "must be a base64 string of at most 256 characters")
     return value
 
@@ -165,9 +200,9 @@ _REQUIRED: dict[str, Callable[[str, Any], Any]] = {
     "regime": _regime,
     "budget": lambda f, v: _num(f, v, 0.0, 1.0),
     "merkle_root": _hex64,
-    "sig": _sig,
 }
 _OPTIONAL: dict[str, Callable[[str, Any], Any]] = {
+    "sig": _sig,
     "key_id": lambda f, v: _text(f, v, 128),
     "vrf_proof": _vrf_proof,
     "ft": _ft,
@@ -206,6 +241,7 @@ def parse_pcs(body: bytes) -> dict[str, Any]:
         if field in doc:
             pcs[field] = check(field, doc[field])
     pcs.setdefault("ft", _ft("ft", {}))
+    pcs.setdefault("sig", "")
     pcs["N_j"] = _n_j(doc["N_j"], pcs["scales"])
     expected_id = compute_pcs_id(pcs["merkle_root"], pcs["epoch"], pcs["shard_id"])
     if pcs["pcs_id"] != expected_id:

@@ -23,6 +23,7 @@ from apps.audit.chain import content_hash, entry_content
 from apps.audit.models import AuditEntry, AuditLogHead
 from apps.audit.services import audit_append, audit_head_ensure
 from apps.pcs.errors import encode_body
+from apps.pcs.identity import inputs_digest
 from apps.pcs.models import PcsRecord
 
 DECISION_KIND = "decision"
@@ -44,6 +45,11 @@ class Decision:
     received_at: datetime
     actor: str
     anomaly_score: float | None = None
+
+    @property
+    def inputs_digest(self) -> str:
+        """Digest of the unsigned fields the decision read (see ``apps.pcs.identity``)."""
+        return inputs_digest(self.pcs)
 
 
 def _single_statement_sql() -> str:
@@ -68,10 +74,12 @@ def _single_statement_sql() -> str:
             FROM head
             RETURNING id, seq
         ), rec AS (
-            INSERT INTO {record} (tenant_id, pcs_id, payload_digest, shard_id, epoch, pcs, status_code,
+            INSERT INTO {record} (tenant_id, pcs_id, payload_digest, inputs_digest, shard_id, epoch, pcs,
+                                  status_code,
                                   accepted, escalated, reason, policy_version, d_hat, regime, budget,
                                   anomaly_score, response, audit_entry_id, received_at, decided_at)
-            SELECT %(tenant_id)s, %(pcs_id)s, %(request_digest)s, %(shard_id)s, %(epoch)s, %(pcs)s::jsonb,
+            SELECT %(tenant_id)s, %(pcs_id)s, %(request_digest)s, %(inputs_digest)s, %(shard_id)s, %(epoch)s,
+                   %(pcs)s::jsonb,
                    %(status)s, %(accepted)s, %(escalated)s, %(reason)s, %(policy_version)s, %(d_hat)s,
                    %(regime)s, %(budget)s, %(anomaly_score)s,
                    %(response_head)s || entry.seq::text || '}}', entry.id,
@@ -126,6 +134,7 @@ def _insert_single_statement(decision: Decision, body: dict[str, Any]) -> int:
         "reason": decision.reason,
         "policy_version": decision.policy_version,
         "request_digest": decision.digest,
+        "inputs_digest": decision.inputs_digest,
         "actor": decision.actor,
         "created_at": created_at,
         "content_hash": content_hash(content),
@@ -174,6 +183,7 @@ def _insert_with_orm(decision: Decision, body: dict[str, Any]) -> int:
             tenant_id=decision.tenant_id,
             pcs_id=pcs["pcs_id"],
             payload_digest=decision.digest,
+            inputs_digest=decision.inputs_digest,
             shard_id=pcs["shard_id"],
             epoch=pcs["epoch"],
             pcs=pcs,

@@ -1,9 +1,11 @@
 """WAL replay and retention (DESIGN §4).
 
 Replay re-runs every request record that has no outcome marker through the same idempotent pipeline,
-so a request whose process died before answering is still decided, exactly once. A segment no writer
-holds any more has its torn tail cut and, once every request in it is settled, is renamed ``.done``;
-retention deletes done segments past their age.
+so a request whose process died before answering is still decided, exactly once. A request whose
+processing raises is quarantined (``apps.pcs.quarantine``) and replay goes on: one bad record never
+stops recovery. A segment no writer holds any more has its torn tail cut and, once every request in it
+is settled, is renamed ``.done``; retention deletes done segments past their age, except those that
+hold a quarantined request still open.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 
 from apps.pcs import wal
+from apps.pcs.quarantine import open_quarantine_segments, request_quarantine
 from apps.pcs.services import pcs_ingest
 
 logger = logging.getLogger("flk.wal")
@@ -30,6 +33,7 @@ class ReplayReport:
     requests: int = 0
     already_answered: int = 0
     replayed: int = 0
+    quarantined: int = 0
     still_pending: int = 0
     torn_tails_cut: int = 0
     segments_done: int = 0
@@ -47,9 +51,11 @@ def wal_replay(
 ) -> ReplayReport:
     """Decide every WAL request that has no answer yet; return what was done.
 
-    Requests younger than ``grace_seconds`` are left to the request handler that wrote them. A request
-    whose PCS is claimed by a process that died answers 409 until the claim expires; with
-    ``wait_for_claims`` (start-up replay) they are retried until then instead of left for next time.
+    Requests younger than ``grace_seconds`` are left to the request handler that wrote them. A claim
+    left by a process that died on this host is taken over at once; one held by a live process, or by
+    a process on another host, answers 409 until it is completed or expires. By default such requests
+    are left for the next run (the scheduled ``wal_maintain``), so a restart never waits for them; with
+    ``wait_for_claims`` they are retried until the claim timeout instead.
     """
     directory = directory or settings.WAL_DIR
     grace = settings.WAL_REPLAY_GRACE_SECONDS if grace_seconds is None else grace_seconds
@@ -93,12 +99,18 @@ def wal_replay(
 
 def _replay_one(path: Path, request: wal.WalRequest, report: ReplayReport) -> bool:
     """Run one request through the pipeline; False when it must be tried again later."""
-    result = pcs_ingest(
-        body=request.body,
-        tenant_header=request.tenant_header,
-        received_at=request.received_at,
-        from_wal=True,
-    )
+    try:
+        result = pcs_ingest(
+            body=request.body,
+            tenant_header=request.tenant_header,
+            received_at=request.received_at,
+            from_wal=True,
+        )
+    except Exception as exc:
+        if not request_quarantine(request=request, error=exc):
+            return False
+        report.quarantined += 1
+        return True
     if result.status in (409, 503):
         return False
     report.replayed += 1
@@ -112,13 +124,17 @@ def _replay_one(path: Path, request: wal.WalRequest, report: ReplayReport) -> bo
 def wal_prune(*, retention_days: float | None = None, directory: Path | None = None) -> int:
     """Delete done segments older than the retention; return how many were deleted.
 
-    Segments that still hold undecided requests are never deleted, whatever their age.
+    Segments that still hold undecided requests, or quarantined ones not yet resolved, are never
+    deleted, whatever their age.
     """
     directory = directory or settings.WAL_DIR
     days = settings.WAL_RETENTION_DAYS if retention_days is None else retention_days
     horizon = time.time() - days * 86400
     removed = 0
+    keep = open_quarantine_segments()
     for path in directory.glob(f"*{wal.DONE_SUFFIX}") if directory.exists() else []:
+        if path.name.removesuffix(".done") in keep:
+            continue
         if path.stat().st_mtime < horizon:
             path.unlink()
             removed += 1

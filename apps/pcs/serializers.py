@@ -32,7 +32,11 @@ class PcsSerializer(serializers.Serializer):
     regime = serializers.ChoiceField(choices=["sticky", "non_sticky", "mixed"])
     budget = serializers.FloatField(min_value=0, max_value=1)
     merkle_root = serializers.RegexField(r"^[0-9a-f]{64}$")
-    sig = serializers.CharField(help_text="standard base64 of HMAC-SHA256 or Ed25519 over the digest")
+    sig = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="standard base64 of HMAC-SHA256 or Ed25519 over the digest; missing or empty is 401",
+    )
     key_id = serializers.CharField(required=False)
     vrf_proof = serializers.CharField(required=False)
     ft = FtSerializer(required=False)
@@ -40,7 +44,7 @@ class PcsSerializer(serializers.Serializer):
 
 class CheckSerializer(serializers.Serializer):
     name = serializers.CharField()
-    verdict = serializers.ChoiceField(choices=["pass", "fail"])
+    verdict = serializers.ChoiceField(choices=["pass", "fail", "reject", "skipped"])
     detail = serializers.CharField(required=False)
 
 
@@ -50,16 +54,26 @@ class DecisionSerializer(serializers.Serializer):
     pcs_id = serializers.CharField()
     accepted = serializers.BooleanField()
     escalated = serializers.BooleanField()
-    D_hat = serializers.FloatField(help_text="recomputed")
-    budget = serializers.FloatField(help_text="recomputed")
-    regime = serializers.CharField(help_text="recomputed")
+    reason = serializers.CharField(
+        allow_blank=True, help_text='"" when accepted; otherwise the comma-separated reasons'
+    )
+    recomputed_D_hat = serializers.FloatField(help_text="D̂ recomputed from scales and N_j")
+    recomputed_budget = serializers.FloatField(help_text="budget recomputed with the tenant's policy")
+    recomputed_regime = serializers.CharField(help_text="regime recomputed with the tenant's policy")
+    D_hat = serializers.FloatField(help_text="the same as recomputed_D_hat")
+    budget = serializers.FloatField(help_text="the same as recomputed_budget")
+    regime = serializers.CharField(help_text="the same as recomputed_regime")
+    anomaly_score = serializers.FloatField(allow_null=True)
     policy_version = serializers.CharField()
     checks = CheckSerializer(many=True)
+    flags = serializers.ListField(child=serializers.CharField(), required=False)
     audit_index = serializers.IntegerField()
-    reason = serializers.CharField(required=False, help_text="202 only: comma-separated reasons")
 
 
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField()
     detail = serializers.CharField()
     field = serializers.CharField(required=False)
+    fields = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="422 only: the fields that differ"
+    )

@@ -1,4 +1,4 @@
-"""The ingest pipeline: WAL → parse → authenticate → verify → dedup → effects (DESIGN §3).
+"""The ingest pipeline: WAL → parse → tenant → signature → limits → dedup → effects (docs/ingest.md).
 
 ``pcs_submit`` is what the HTTP view calls: it makes the raw request durable in the inbox WAL and then
 runs ``pcs_ingest``. WAL replay calls ``pcs_ingest`` directly on the records it finds undecided.
@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, InternalError, OperationalError, transaction
 
 from apps.pcs import metrics, wal
 from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_store
-from apps.pcs.errors import IngestError
+from apps.pcs.errors import IngestError, printable
+from apps.pcs.identity import differing_fields, inputs_digest
 from apps.pcs.models import PcsRecord
 from apps.pcs.parsing import parse_pcs
 from apps.pcs.records import Decision, decision_insert
@@ -29,10 +31,10 @@ from apps.policy.params import PolicyParams
 from apps.policy.pii import SIGNED_TEXT_FIELDS, pii_redacted, pii_scan
 from apps.policy.selection import policy_for_pcs
 from apps.tenants.models import Tenant
-from apps.tenants.ratelimit import get_rate_limiter, retry_after_header
+from apps.tenants.ratelimit import get_auth_failure_limiter, get_rate_limiter, retry_after_header
 from apps.tenants.selectors import tenant_resolve, verification_keys_for
 from flk_agent import vrf
-from flk_agent.pcs import payload_digest
+from flk_agent.pcs import SIGNED_FIELDS, payload_digest
 from flk_agent.signing import verify_signature
 
 logger = logging.getLogger("flk.ingest")
@@ -59,7 +61,33 @@ def _unavailable(detail: str) -> IngestError:
     return IngestError(503, "store_unavailable", detail, retry_after=settings.RETRY_AFTER_SECONDS)
 
 
-def pcs_submit(*, body: bytes, tenant_header: str | None, received_at: datetime) -> IngestResult:
+# Errors that mean a store the decision needs is down or unreachable: answered 503 with Retry-After,
+# and the request stays in the WAL for replay. Integrity and data errors are not among them: those are
+# decisions (a duplicate) or defects, never a reason to tell the agent to come back later.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    InternalError,
+    redis.RedisError,
+    DedupUnavailable,
+)
+
+
+def _unavailable(exc: BaseException) -> IngestError:
+    if isinstance(exc, DedupUnavailable):
+        store = "the dedup store"
+    elif isinstance(exc, redis.RedisError):
+        store = "the Redis store"
+    else:
+        store = "the database"
+    return IngestError(
+        503, "store_unavailable", f"{store} is unavailable", retry_after=settings.RETRY_AFTER_SECONDS
+    )
+
+
+def pcs_submit(
+    *, body: bytes, tenant_header: str | None, received_at: datetime, client_addr: str = ""
+) -> IngestResult:
     """Make the request durable, decide it, and mark it answered in the WAL."""
     try:
         ref = wal.get_writer().append_request(body=body, tenant_header=tenant_header, received_at=received_at)
@@ -74,7 +102,15 @@ def pcs_submit(*, body: bytes, tenant_header: str | None, received_at: datetime)
                 retry_after=settings.RETRY_AFTER_SECONDS,
             )
         )
-    result = pcs_ingest(body=body, tenant_header=tenant_header, received_at=received_at)
+    try:
+        result = pcs_ingest(
+            body=body, tenant_header=tenant_header, received_at=received_at, client_addr=client_addr
+        )
+    except Exception:
+        # A defect, not a decision: the request keeps no outcome marker, so replay runs it again and
+        # quarantines it if it fails again. The agent gets a JSON 500 and retries later.
+        logger.exception("ingest.internal_error segment=%s offset=%d", ref.segment, ref.offset)
+        return _error_result(IngestError(500, "internal_error", "the request could not be decided"))
     if result.status != 503:
         # 503 leaves no marker: replay will decide the request once the store is back.
         try:
@@ -86,49 +122,110 @@ def pcs_submit(*, body: bytes, tenant_header: str | None, received_at: datetime)
 
 
 def pcs_ingest(
-    *, body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool = False
+    *,
+    body: bytes,
+    tenant_header: str | None,
+    received_at: datetime,
+    client_addr: str = "",
+    from_wal: bool = False,
 ) -> IngestResult:
-    """Run one raw request through parse, authentication, verification, dedup and effects.
+    """Run one raw request through parse, authentication, limits, dedup and effects.
 
-    ``from_wal`` marks a WAL replay: the request was admitted when it arrived, so rate limits are not
-    applied again, and a stored decision is not counted as a dedup hit.
+    ``from_wal`` marks a WAL replay: the request was admitted when it arrived, so rate limits and the
+    failed-authentication limiter are not applied again, and a stored decision is not counted as a
+    dedup hit. Store outages become 503 here, in one place, wherever in the pipeline they happen.
     """
     try:
-        result = _decide(body, tenant_header, received_at, from_wal)
+        result = _decide(body, tenant_header, received_at, client_addr, from_wal)
     except IngestError as exc:
         result = _error_result(exc)
+    except STORE_ERRORS as exc:
+        logger.error("ingest.store_unavailable tenant=%s error=%s", tenant_header, type(exc).__name__)
+        result = _error_result(_unavailable(exc))
     if result.headers.get("Idempotent-Replayed") != "true":
         metrics.ingest.inc()
     return result
 
 
-def _authenticate(tenant_header: str | None, from_wal: bool) -> Tenant:
+_TENANT_HEADER = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+def _resolve_tenant(tenant_header: str | None) -> Tenant:
+    """The tenant the request speaks for; the 401 says what was received and which mode is on."""
+    if settings.MULTI_TENANT and tenant_header and not _TENANT_HEADER.fullmatch(tenant_header):
+        raise IngestError(
+            400,
+            "invalid_header",
+            "X-Tenant-Id must be 1 to 256 printable ASCII characters",
+            field="X-Tenant-Id",
+        )
+    tenant = tenant_resolve(tenant_header=tenant_header)
+    if tenant is not None:
+        return tenant
+    if not settings.MULTI_TENANT:
+        received = (
+            f"X-Tenant-Id {printable(tenant_header)!r}, ignored in this mode"
+            if tenant_header
+            else "no X-Tenant-Id"
+        )
+        detail = (
+            f"single-tenant mode (MULTI_TENANT=false) sends every request to tenant "
+            f"{settings.DEFAULT_TENANT_ID!r}, which does not exist or is inactive (received {received}); "
+            "run `manage.py flk_init`, or set MULTI_TENANT=true to use the tenants created in the admin"
+        )
+    elif not tenant_header:
+        detail = "multi-tenant mode (MULTI_TENANT=true): the X-Tenant-Id header is required"
+    else:
+        detail = f"multi-tenant mode (MULTI_TENANT=true): no active tenant {tenant_header!r}"
+    raise IngestError(401, "unknown_tenant", detail)
+
+
+def _authenticate(
+    pcs: dict[str, Any], tenant_header: str | None, received_at: datetime, client_addr: str, from_wal: bool
+) -> tuple[Tenant, bytes]:
+    """The tenant and the verified payload digest; failures are counted by their own limiter.
+
+    A genuine request is never refused because of someone else's failures: the limiter is asked only
+    once this request has failed, and answers 429 instead of 401 when its (header, address) failed
+    too often.
+    """
     try:
-        tenant = tenant_resolve(tenant_header=tenant_header)
-    except DatabaseError as exc:
-        raise _unavailable("the tenant store is unavailable") from exc
-    if tenant is None:
-        raise IngestError(401, "unknown_tenant", "no active tenant matches X-Tenant-Id")
-    if not from_wal:
-        try:
-            admission = get_rate_limiter().admit(tenant)
-        except (redis.RedisError, DatabaseError) as exc:
-            raise _unavailable("the rate-limit store is unavailable") from exc
-        if not admission.allowed:
-            limit = "quota" if admission.reason == "quota_exceeded" else "rate"
-            metrics.quota_exceeded_by_tenant.labels(tenant.slug, limit).inc()
-            detail = "daily quota exhausted" if limit == "quota" else "rate limit exceeded"
+        tenant = _resolve_tenant(tenant_header)
+        digest = _verify_signature(pcs, tenant, received_at)
+        _verify_vrf(pcs, tenant)
+    except IngestError as exc:
+        if exc.status != 401 or from_wal:
+            raise
+        wait = get_auth_failure_limiter().record_failure(tenant_header=tenant_header, client_addr=client_addr)
+        if wait is not None:
             raise IngestError(
-                429, admission.reason, detail, retry_after=int(retry_after_header(admission.retry_after))
-            )
-    return tenant
+                429,
+                "auth_throttled",
+                "too many failed authentications from this address for this tenant",
+                retry_after=int(retry_after_header(wait)),
+            ) from exc
+        raise
+    return tenant, digest
+
+
+def _admit(tenant: Tenant) -> None:
+    """Take one unit of the tenant's rate and daily quota, or refuse with 429."""
+    admission = get_rate_limiter().admit(tenant)
+    if not admission.allowed:
+        limit = "quota" if admission.reason == "quota_exceeded" else "rate"
+        metrics.quota_exceeded_by_tenant.labels(tenant.slug, limit).inc()
+        detail = "daily quota exhausted" if limit == "quota" else "rate limit exceeded"
+        raise IngestError(
+            429, admission.reason, detail, retry_after=int(retry_after_header(admission.retry_after))
+        )
 
 
 def _verify_signature(pcs: dict[str, Any], tenant: Tenant, received_at: datetime) -> bytes:
-    try:
-        keys = verification_keys_for(tenant=tenant, key_id=pcs.get("key_id"), at=received_at)
-    except DatabaseError as exc:
-        raise _unavailable("the key store is unavailable") from exc
+    if not pcs["sig"]:
+        metrics.signature_errors.inc()
+        metrics.signature_errors_by_tenant.labels(tenant.slug).inc()
+        raise IngestError(401, "missing_signature", "the PCS carries no signature (sig)")
+    keys = verification_keys_for(tenant=tenant, key_id=pcs.get("key_id"), at=received_at)
     digest = payload_digest(pcs)
     if not any(verify_signature(key.alg, key.key, digest, pcs["sig"]) for key in keys):
         metrics.signature_errors.inc()
@@ -158,30 +255,35 @@ def _verify_vrf(pcs: dict[str, Any], tenant: Tenant) -> None:
         raise IngestError(401, "invalid_vrf_proof", str(exc)) from exc
 
 
-def _decide(body: bytes, tenant_header: str | None, received_at: datetime, from_wal: bool) -> IngestResult:
+def _decide(
+    body: bytes, tenant_header: str | None, received_at: datetime, client_addr: str, from_wal: bool
+) -> IngestResult:
     started = time.perf_counter()
     pcs = parse_pcs(body)
-    tenant = _authenticate(tenant_header, from_wal)
-    digest = _verify_signature(pcs, tenant, received_at).hex()
-    _verify_vrf(pcs, tenant)
+    tenant, raw_digest = _authenticate(pcs, tenant_header, received_at, client_addr, from_wal)
+    digest = raw_digest.hex()
+    if not from_wal:
+        _admit(tenant)
+    inputs = inputs_digest(pcs)
 
     store = get_dedup_store()
-    try:
-        claim = store.claim(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"], digest=digest)
-    except DedupUnavailable as exc:
-        logger.error("ingest.dedup_unavailable pcs_id=%s tenant=%s", pcs["pcs_id"], tenant.slug)
-        raise _unavailable("the dedup store is unavailable") from exc
+    claim = store.claim(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"], digest=digest)
     if claim.state == "decided":
         assert claim.outcome is not None
-        return _answer_stored(claim.outcome, digest, tenant, from_wal)
+        return _answer_stored(claim.outcome, pcs, digest, inputs, tenant, from_wal)
     if claim.state == "pending":
         raise IngestError(
             409, "in_flight", "this PCS is still being decided", retry_after=IN_FLIGHT_RETRY_AFTER
         )
 
-    # Checks on unsigned fields (sent_at, v_star, ft) run after the claim, so a retry of a decided PCS
-    # with a new sent_at or ft replays the stored answer instead of being judged again.
+    # Checks on unsigned fields (sent_at, v_star, ft) run only once no decision exists, so a retry of a
+    # decided PCS with a new sent_at or ft replays the stored answer instead of being judged again.
     try:
+        if not store.transactional:
+            # The hot store forgets (a Redis restart, its TTL): the stored decision is the authority.
+            record = PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs["pcs_id"]).first()
+            if record is not None:
+                return _answer_from_record(record, pcs, digest, inputs, tenant, claim, from_wal)
         params = policy_for_pcs(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"])
         passed = sanity_check(pcs, received_at=received_at, params=params)
         pcs, pii_flags = _pii_gate(pcs, tenant)
@@ -223,15 +325,43 @@ def _pii_gate(pcs: dict[str, Any], tenant: Tenant) -> tuple[dict[str, Any], list
     return (pii_redacted(pcs) if tenant.pii_mode == Tenant.PII_REDACT else pcs), flags
 
 
-def _answer_stored(outcome: StoredOutcome, digest: str, tenant: Tenant, from_wal: bool) -> IngestResult:
-    if outcome.digest != digest:
-        raise IngestError(
-            422, "pcs_id_conflict", "this pcs_id was already decided for a different signed payload"
-        )
+def _answer_stored(
+    outcome: StoredOutcome,
+    pcs: dict[str, Any],
+    digest: str,
+    inputs: str,
+    tenant: Tenant,
+    from_wal: bool,
+    record: PcsRecord | None = None,
+) -> IngestResult:
+    """The stored answer of the same PCS, or 422 when this copy differs from the decided one."""
+    if outcome.inputs_digest == "" and record is None:
+        record = PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs["pcs_id"]).first()
+    stored_inputs = outcome.inputs_digest or (record.inputs_digest if record is not None else "")
+    if outcome.digest != digest or (stored_inputs and stored_inputs != inputs):
+        _conflict(pcs, tenant, record)
     if not from_wal:
         metrics.dedup_hits.inc()
         metrics.dedup_hits_by_tenant.labels(tenant.slug).inc()
     return IngestResult(outcome.status, outcome.body, {"Idempotent-Replayed": "true"})
+
+
+def _conflict(pcs: dict[str, Any], tenant: Tenant, record: PcsRecord | None) -> NoReturn:
+    """Refuse a copy that differs from the decided PCS, naming the fields, never its answer."""
+    if record is None:
+        record = PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs["pcs_id"]).first()
+    fields = differing_fields(record.pcs, pcs) if record is not None else []
+    logger.warning(
+        "ingest.pcs_id_conflict pcs_id=%s tenant=%s fields=%s", pcs["pcs_id"], tenant.slug, ",".join(fields)
+    )
+    raise IngestError(
+        422,
+        "pcs_id_conflict",
+        "this pcs_id was already decided for a different "
+        + ("signed payload" if set(fields) & set(SIGNED_FIELDS) or not fields else "set of decision inputs")
+        + (f": {', '.join(fields)} differ" if fields else ""),
+        extra={"fields": fields},
+    )
 
 
 def _store_decision(
@@ -255,9 +385,15 @@ def _store_decision(
     if evaluation.rejection is not None:
         rejection = evaluation.rejection
         body.update(error=rejection.error, detail=rejection.detail, field=rejection.field)
+    # The seed's clients read accepted, escalated, reason, recomputed_D_hat and recomputed_budget
+    # from every decision: those names are part of the contract, the shorter ones stand beside them.
     body.update(
         accepted=status == 200,
         escalated=evaluation.escalated,
+        reason=reason if status != 200 else "",
+        recomputed_D_hat=evaluation.d_hat,
+        recomputed_budget=evaluation.budget,
+        recomputed_regime=evaluation.regime,
         D_hat=evaluation.d_hat,
         budget=evaluation.budget,
         regime=evaluation.regime,
@@ -265,8 +401,6 @@ def _store_decision(
         policy_version=params.version,
         checks=checks,
     )
-    if evaluation.escalated:
-        body["reason"] = reason
     if evaluation.flags:
         body["flags"] = evaluation.flags
     decision = Decision(
@@ -283,24 +417,23 @@ def _store_decision(
         actor=INGEST_ACTOR,
         anomaly_score=evaluation.anomaly_score,
     )
+    outcome = StoredOutcome(digest, status, body, decision.inputs_digest)
     store = get_dedup_store()
     try:
         if store.transactional:
             # The claim completes in the decision's transaction: both are kept or neither.
             with transaction.atomic():
                 decision_insert(decision=decision, body=body)
-                store.complete(claim, StoredOutcome(digest, status, body))
+                store.complete(claim, outcome)
         else:
             decision_insert(decision=decision, body=body)
     except IntegrityError:
-        # Decided before, and the hot store had forgotten: the warm record is the truth.
-        return _answer_from_record(pcs, tenant, digest, claim, from_wal)
-    except DatabaseError as exc:
-        logger.error("ingest.db_unavailable pcs_id=%s tenant=%s", pcs["pcs_id"], tenant.slug)
-        raise _unavailable("the database is unavailable") from exc
+        # Decided concurrently behind the hot store's back: the warm record is the truth.
+        record = PcsRecord.objects.get(tenant=tenant, pcs_id=pcs["pcs_id"])
+        return _answer_from_record(record, pcs, digest, decision.inputs_digest, tenant, claim, from_wal)
     if not store.transactional:
         try:
-            store.complete(claim, StoredOutcome(digest, status, body))
+            store.complete(claim, outcome)
         except DedupUnavailable:
             # The decision is committed; the claim expires and later retries replay from the record.
             logger.warning("ingest.dedup_complete_failed pcs_id=%s", pcs["pcs_id"])
@@ -318,16 +451,23 @@ def _store_decision(
 
 
 def _answer_from_record(
-    pcs: dict[str, Any], tenant: Tenant, digest: str, claim: Claim, from_wal: bool
+    record: PcsRecord,
+    pcs: dict[str, Any],
+    digest: str,
+    inputs: str,
+    tenant: Tenant,
+    claim: Claim,
+    from_wal: bool,
 ) -> IngestResult:
-    record = PcsRecord.objects.get(tenant=tenant, pcs_id=pcs["pcs_id"])
-    outcome = StoredOutcome(record.payload_digest, record.status_code, json.loads(record.response))
-    store = get_dedup_store()
+    """Answer from the stored decision, and put it back into the hot store."""
+    outcome = StoredOutcome(
+        record.payload_digest, record.status_code, json.loads(record.response), record.inputs_digest
+    )
     try:
-        store.complete(claim, outcome)
+        get_dedup_store().complete(claim, outcome)
     except DedupUnavailable:
         logger.warning("ingest.dedup_backfill_failed pcs_id=%s", pcs["pcs_id"])
-    return _answer_stored(outcome, digest, tenant, from_wal)
+    return _answer_stored(outcome, pcs, digest, inputs, tenant, from_wal, record)
 
 
 def _count_decision(tenant: Tenant, status: int, policy_version: str) -> None:

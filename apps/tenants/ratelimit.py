@@ -1,11 +1,18 @@
-"""Per-tenant token bucket and daily quota (UTC day).
+"""Per-tenant token bucket and daily quota (UTC day), and the limiter of failed authentications.
 
-Redis runs both checks in one Lua script, so concurrent web processes never over-admit; without
-Redis the same arithmetic runs under a row lock in the database.
+Redis runs both tenant checks in one Lua script, so concurrent web processes never over-admit;
+without Redis the same arithmetic runs under a row lock in the database. Only authenticated requests
+reach the tenant's limits: failed authentications are counted by ``AuthFailureLimiter``, keyed by the
+tenant header and the client address, so nobody can spend a tenant's budget by knowing its slug.
+
+The database is the authority for the day's usage: Redis's daily counter is a cache, and when it is
+missing (Redis restarted empty, or was flushed) it is rebuilt from the tenant's decisions stored
+today before anything is admitted, so a restart never hands a tenant a second quota.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -25,8 +32,9 @@ local now = tonumber(ARGV[3])
 local quota = tonumber(ARGV[4])
 local to_midnight = tonumber(ARGV[5])
 if quota > 0 then
-  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used >= quota then return {0, tostring(to_midnight), 'quota'} end
+  local used = redis.call('GET', KEYS[2])
+  if not used then return {2, '0', 'rebuild'} end
+  if tonumber(used) >= quota then return {0, tostring(to_midnight), 'quota'} end
 end
 if rate > 0 then
   local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -78,20 +86,34 @@ class RateLimiter:
         now = self.clock()
         today, to_midnight = _seconds_to_utc_midnight(now)
         burst = max(1, tenant.burst)
-        if self._script is not None:
+        if self._script is None:
+            return self._admit_db(tenant, now, today, to_midnight, burst)
+        quota_key = _quota_key(tenant, today)
+        for _ in range(3):  # the counter may expire between a rebuild and the next look
             allowed, wait, why = self._script(
-                keys=[f"flk:rl:{tenant.slug}", f"flk:quota:{tenant.slug}:{today.isoformat()}"],
+                keys=[f"flk:rl:{tenant.slug}", quota_key],
                 args=[tenant.rate_per_second, burst, repr(now), tenant.daily_quota, repr(to_midnight)],
             )
-            return _admission(int(allowed), float(wait), why.decode() if isinstance(why, bytes) else why)
-        return self._admit_db(tenant, now, today, to_midnight, burst)
+            if int(allowed) != 2:
+                return _admission(int(allowed), float(wait), why.decode() if isinstance(why, bytes) else why)
+            self._rebuild_quota_counter(tenant, today, to_midnight)
+        raise redis.RedisError("the daily quota counter could not be rebuilt")
+
+    def _rebuild_quota_counter(self, tenant: Tenant, today: date, to_midnight: float) -> int:
+        """Set a missing daily counter from the database; NX keeps a concurrent rebuild's value."""
+        assert self._redis is not None
+        used = _decided_on(tenant, today)
+        self._redis.set(_quota_key(tenant, today), used, nx=True, ex=math.ceil(to_midnight) + 3600)
+        return used
 
     def used_today(self, tenant: Tenant) -> int:
         """Submissions admitted today (UTC) under the daily quota's counter."""
-        today, _ = _seconds_to_utc_midnight(self.clock())
+        today, to_midnight = _seconds_to_utc_midnight(self.clock())
         if self._redis is not None:
-            raw = self._redis.get(f"flk:quota:{tenant.slug}:{today.isoformat()}")
-            return int(raw or 0)
+            raw = self._redis.get(_quota_key(tenant, today))
+            if raw is None:
+                return self._rebuild_quota_counter(tenant, today, to_midnight)
+            return int(raw)
         bucket = RateBucket.objects.filter(tenant=tenant, day=today).first()
         return bucket.day_count if bucket else 0
 
@@ -118,6 +140,16 @@ class RateLimiter:
         return Admission(True)
 
 
+def _quota_key(tenant: Tenant, day: date) -> str:
+    return f"flk:quota:{tenant.slug}:{day.isoformat()}"
+
+
+def _decided_on(tenant: Tenant, day: date) -> int:
+    """How many of the tenant's PCS were decided on ``day`` (UTC): the durable count of its usage."""
+    start = datetime.combine(day, datetime.min.time(), UTC)
+    return tenant.pcs_records.filter(decided_at__gte=start, decided_at__lt=start + timedelta(days=1)).count()
+
+
 def _admission(allowed: int, wait: float, why: str) -> Admission:
     if allowed:
         return Admission(True)
@@ -129,27 +161,100 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
+# One failure more: the counter of this window, and the seconds the window has left.
+_FAILURE_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('TTL', KEYS[1])}
+"""
+
+
+class AuthFailureLimiter:
+    """Fixed-window count of failed authentications per (tenant header, client address).
+
+    It never touches a tenant's own limits. Without Redis it counts in this process's memory (the
+    embedded default), bounded in size so a flood of distinct keys cannot grow it without end.
+    """
+
+    MAX_LOCAL_KEYS = 10_000
+
+    def __init__(
+        self,
+        redis_client: redis.Redis | None,
+        *,
+        limit: int,
+        window_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._script = redis_client.register_script(_FAILURE_LUA) if redis_client is not None else None
+        self._limit = limit
+        self._window = max(1, window_seconds)
+        self._clock = clock
+        self._local: dict[str, tuple[float, int]] = {}
+
+    @staticmethod
+    def _key(tenant_header: str | None, client_addr: str) -> str:
+        # Hashed: the header is whatever the client sent, and must not shape our keys.
+        raw = f"{tenant_header or ''}\0{client_addr}".encode("utf-8", "backslashreplace")
+        return "flk:authfail:" + hashlib.sha256(raw).hexdigest()[:32]
+
+    def record_failure(self, *, tenant_header: str | None, client_addr: str) -> float | None:
+        """Count one failed authentication; the seconds to wait when over the limit, else None."""
+        if self._limit <= 0:
+            return None
+        key = self._key(tenant_header, client_addr)
+        if self._script is not None:
+            count, ttl = self._script(keys=[key], args=[self._window])
+            count, left = int(count), float(max(1, int(ttl)))
+        else:
+            now = self._clock()
+            start, count = self._local.get(key, (now, 0))
+            if now - start >= self._window:
+                start, count = now, 0
+            if len(self._local) >= self.MAX_LOCAL_KEYS:
+                self._local.clear()
+            count += 1
+            self._local[key] = (start, count)
+            left = self._window - (now - start)
+        return left if count > self._limit else None
+
+
+def _redis_client() -> redis.Redis | None:
+    if not settings.REDIS_URL:
+        return None
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=settings.STORE_TIMEOUT_SECONDS,
+        socket_connect_timeout=settings.STORE_TIMEOUT_SECONDS,
+    )
+
+
 _limiter: RateLimiter | None = None
+_failure_limiter: AuthFailureLimiter | None = None
 
 
 def get_rate_limiter() -> RateLimiter:
     """The process's limiter: Redis when configured, else the database."""
     global _limiter
     if _limiter is None:
-        client = (
-            redis.Redis.from_url(
-                settings.REDIS_URL,
-                socket_timeout=settings.STORE_TIMEOUT_SECONDS,
-                socket_connect_timeout=settings.STORE_TIMEOUT_SECONDS,
-            )
-            if settings.REDIS_URL
-            else None
-        )
-        _limiter = RateLimiter(client)
+        _limiter = RateLimiter(_redis_client())
     return _limiter
 
 
+def get_auth_failure_limiter() -> AuthFailureLimiter:
+    """The process's limiter of failed authentications: Redis when configured, else memory."""
+    global _failure_limiter
+    if _failure_limiter is None:
+        _failure_limiter = AuthFailureLimiter(
+            _redis_client(),
+            limit=settings.AUTH_FAILURE_LIMIT,
+            window_seconds=settings.AUTH_FAILURE_WINDOW_SECONDS,
+        )
+    return _failure_limiter
+
+
 def reset_rate_limiter() -> None:
-    """Forget the built limiter (tests)."""
-    global _limiter
+    """Forget the built limiters (tests)."""
+    global _limiter, _failure_limiter
     _limiter = None
+    _failure_limiter = None

@@ -66,13 +66,11 @@ policy_cache = TtlCache()  # tenant pk -> the tenant's PolicySelection (apps.pol
 def tenant_resolve(*, tenant_header: str | None) -> Tenant | None:
     """The tenant a request speaks for, or None when it names no known active tenant.
 
-    With multi-tenancy off every request belongs to the default tenant; a header that names any other
-    tenant is refused rather than silently re-routed.
+    With multi-tenancy off every request belongs to the default tenant and ``X-Tenant-Id`` is ignored,
+    as the original FLK clients expect: they send it whatever the mode.
     """
     if not settings.MULTI_TENANT:
         slug = settings.DEFAULT_TENANT_ID
-        if tenant_header and tenant_header != slug:
-            return None
     else:
         if not tenant_header:
             return None

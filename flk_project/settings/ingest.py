@@ -97,11 +97,23 @@ STORE_TIMEOUT_SECONDS = env_float("STORE_TIMEOUT_SECONDS", 2.0)
 RETRY_AFTER_SECONDS = env_int("RETRY_AFTER_SECONDS", 5)
 
 MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 64 * 1024)
+# The batch endpoint's own body limit and item count.
+BATCH_MAX_BODY_BYTES = env_int("BATCH_MAX_BODY_BYTES", 8 * 1024 * 1024)
+BATCH_MAX_ITEMS = env_int("BATCH_MAX_ITEMS", 1000)
 
 # The default tenant's limits; 0 switches a limit off.
 RATE_LIMIT_RATE = env_float("RATE_LIMIT_RATE", 0.0)
 RATE_LIMIT_BURST = env_int("RATE_LIMIT_BURST", 0)
 DAILY_QUOTA = env_int("DAILY_QUOTA", 0)
+
+# Failed authentications (unknown tenant, missing or wrong signature or VRF proof) allowed per tenant
+# header and client address in each window before they are answered 429 auth_throttled. They never
+# count against the tenant's own rate or quota.
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 30)
+AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 60)
+# Behind a reverse proxy every connection comes from the proxy: name the header it sets with the
+# client's address (nginx as shipped: X-Real-IP). Empty: the connection's own address.
+PROXY_CLIENT_IP_HEADER = env_str("PROXY_CLIENT_IP_HEADER", "")
 
 CLOCK_SKEW_MAX_SECONDS = env_float("CLOCK_SKEW_MAX_SECONDS", 900.0)
 

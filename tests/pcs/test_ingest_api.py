@@ -63,6 +63,11 @@ def _rate_limited(pcs_factory, tenant, settings):
     return pcs_factory(epoch=43)
 
 
+def _unknown_tenant(pcs_factory, tenant, settings):
+    settings.MULTI_TENANT = True  # with multi-tenancy off, X-Tenant-Id is ignored
+    return pcs_factory(epoch=11), {"X-Tenant-Id": "other"}
+
+
 def _store_down(pcs_factory, tenant, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     from apps.pcs.dedup import reset_dedup_store
@@ -93,7 +98,11 @@ STATUS_TABLE = {
     "400-unknown-field": Row(400, "schema_violation", lambda f, t, s: f(epoch=8, extra=1)),
     "400-pcs_id-mismatch": Row(400, "pcs_id_mismatch", lambda f, t, s: f(epoch=9, pcs_id="ab" * 32)),
     "400-sanity-scales": Row(400, "sanity_failed", lambda f, t, s: f(epoch=10, scales=[4, 2, 8, 16, 32])),
-    "401-unknown-tenant": Row(401, "unknown_tenant", lambda f, t, s: (f(epoch=11), {"X-Tenant-Id": "other"})),
+    "401-unknown-tenant": Row(401, "unknown_tenant", _unknown_tenant),
+    "401-missing-signature": Row(
+        401, "missing_signature", lambda f, t, s: {k: v for k, v in f(epoch=13).items() if k != "sig"}
+    ),
+    "401-empty-signature": Row(401, "missing_signature", lambda f, t, s: {**f(epoch=14), "sig": ""}),
     "401-invalid-signature": Row(
         401,
         "invalid_signature",
@@ -118,8 +127,11 @@ def test_status_table(api, pcs_factory, tenant, settings, row):
         assert data["accepted"] is (row.status == 200)
         assert data["escalated"] is (row.status == 202)
         assert {"D_hat", "budget", "regime", "policy_version", "checks", "audit_index"} <= set(data)
+        # The seed's clients read these names from every decision.
+        assert {"reason", "recomputed_D_hat", "recomputed_budget", "recomputed_regime"} <= set(data)
+        assert data["recomputed_D_hat"] == data["D_hat"] and data["recomputed_budget"] == data["budget"]
         assert all(c["verdict"] in ("pass", "fail") for c in data["checks"])
-        assert ("reason" in data) is (row.status == 202)
+        assert (data["reason"] == "") is (row.status == 200)
         record = PcsRecord.objects.get(pcs_id=data["pcs_id"])
         assert record.status_code == row.status and record.response == response.text
     else:
@@ -202,11 +214,12 @@ def test_replay_returns_the_identical_body_with_the_replayed_header(api, pcs_fac
     first = submit(api, pcs)
     assert first.status_code == 200
     assert "Idempotent-Replayed" not in first.headers
+    # Unsigned fields that decide nothing change on every retry; ft.degraded is a decision input.
     retry = dict(
         pcs,
         attempt=2,
-        sent_at=pcs["sent_at"],
-        ft={"outbox_seq": 9, "degraded": True, "fallbacks": ["x"], "clock_skew_ms": 5},
+        sent_at="2020-01-01T00:00:00Z",
+        ft={"outbox_seq": 9, "degraded": False, "fallbacks": ["x"], "clock_skew_ms": 5},
     )
     again = submit(api, retry)
     assert again.status_code == 200
