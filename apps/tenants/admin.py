@@ -29,6 +29,44 @@ def _actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
 
 
+# How many other tenants the single-tenant warning names before it says "and N more".
+WARNING_NAMED_TENANTS = 5
+
+
+def _single_tenant_warning(request: HttpRequest, *, adding: bool = False) -> None:
+    """Warn that tenants other than the default one get no traffic while multi-tenancy is off.
+
+    Only on GET: a POST redirects, and a warning queued there would show twice on the next page.
+    """
+    if settings.MULTI_TENANT or request.method != "GET":
+        return
+    default = settings.DEFAULT_TENANT_ID
+    others = list(
+        Tenant.objects.exclude(slug=default)
+        .order_by("slug")
+        .values_list("slug", flat=True)[: WARNING_NAMED_TENANTS + 1]
+    )
+    if not others and not adding:
+        return
+    how = (
+        "To use other tenants, set MULTI_TENANT=true in the server's environment and restart it; "
+        "agents then name their tenant in the X-Tenant-Id header."
+    )
+    if others:
+        named = ", ".join(others[:WARNING_NAMED_TENANTS])
+        if len(others) > WARNING_NAMED_TENANTS:
+            total = Tenant.objects.exclude(slug=default).count()
+            named += f" and {total - WARNING_NAMED_TENANTS} more"
+        what = f"so these tenants receive no requests: {named}."
+    else:
+        what = "so a tenant added here receives no requests."
+    messages.warning(
+        request,
+        f"Multi-tenancy is off (MULTI_TENANT=false): single-tenant mode sends every request to tenant "
+        f"'{default}', {what} {how}",
+    )
+
+
 def _shown_once(request: HttpRequest, heading: str, label: str, rows: list[dict[str, str]]) -> HttpResponse:
     response = TemplateResponse(
         request,
@@ -117,6 +155,22 @@ class TenantAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
         # A tenant's decisions and audit trail outlive it: deactivate instead.
         return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        _single_tenant_warning(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        _single_tenant_warning(request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        _single_tenant_warning(request, adding=True)
+        return super().add_view(request, form_url, extra_context)
 
     def get_inlines(self, request: HttpRequest, obj: Tenant | None) -> list[type]:
         # Keys and tokens are made by the services (first key on create, then actions), never typed in.

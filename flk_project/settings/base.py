@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's own files, served by us: the API reference page loads nothing from a CDN.
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "axes",
     "apps.tenants",
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the application server itself (make run has no other web server in front).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -115,6 +119,21 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# whitenoise serves STATIC_ROOT (filled by `manage.py collectstatic`, with gzip copies) and, through
+# the finders, the apps' static files when collectstatic has not run: a fresh checkout, the test
+# servers. No manifest storage here: its {% static %} fails for every file not collected. The empty
+# directory spares every process whitenoise's "No directory at" warning before the first collectstatic.
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+# Nothing is uploaded today. Named anyway because Django's test live server serves MEDIA_ROOT under
+# MEDIA_URL, and the empty defaults would hand out any file of the working directory at its path
+# (/docs/protocol.md as raw Markdown instead of the rendered page, /var/... as well).
+MEDIA_URL = "media/"
+MEDIA_ROOT = VAR_DIR / "media"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -128,6 +147,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Verification layer for signed Proof-of-Computation Summaries (PCS v0.1).",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API reference page (/api/docs/) uses the bundled Swagger UI and Redoc, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
