@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from typing import Any
+from urllib import parse
 
-from django.http import Http404
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.pcs.models import PcsRecord
-from apps.pcs.selectors import STATUS_FILTERS, pcs_record_get, pcs_records
+from apps.pcs.selectors import PCS_ID, STATUS_FILTERS, pcs_record_get, pcs_records
 from apps.tenants.auth import IsTenant, TenantTokenAuthentication
 from apps.tenants.selectors import tenant_usage
+from flk_project.api_errors import ApiError, error_responses, not_found
+from flk_project.api_params import BIGINT_MAX, choice_param, datetime_param, int_param
 
 
 class PcsRecordSerializer(serializers.ModelSerializer):
@@ -60,21 +63,97 @@ class _TenantScoped:
 
 
 class DecidedFirstPagination(CursorPagination):
+    """Newest first; ``limit`` and ``cursor`` are checked strictly (400, never a silent default).
+
+    A cursor is what ``next``/``previous`` links carry: standard base64 of ``o=<offset>&r=1&p=<id>``
+    (DRF's encoding). Anything else, including a well-formed cursor whose position is not an id, is
+    the 400 ``invalid_cursor``: DRF's own decoding would answer 404, or let a non-numeric position
+    reach the database and fail there.
+    """
+
     page_size = 100
     max_page_size = 1000
     page_size_query_param = "limit"
     ordering = "-id"  # newest first, stable under inserts
 
+    def get_page_size(self, request: Request) -> int:
+        size = int_param(request.query_params, "limit", minimum=1, maximum=self.max_page_size)
+        return self.page_size if size is None else size
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        encoded = request.query_params.get(self.cursor_query_param)
+        if not encoded:
+            return None
+        try:
+            tokens = parse.parse_qs(
+                base64.b64decode(encoded, validate=True).decode("ascii"), strict_parsing=True
+            )
+        except (ValueError, binascii.Error) as exc:  # not base64, not ASCII, not a query string
+            raise _invalid_cursor() from exc
+        if not set(tokens) <= {"o", "r", "p"} or any(len(v) != 1 for v in tokens.values()):
+            raise _invalid_cursor()
+        offset = tokens.get("o", ["0"])[0]
+        reverse = tokens.get("r", ["0"])[0]
+        position = tokens["p"][0] if "p" in tokens else None
+        if not _DIGITS.fullmatch(offset) or int(offset) > self.offset_cutoff or reverse not in ("0", "1"):
+            raise _invalid_cursor()
+        if position is not None and not (_DIGITS.fullmatch(position) and int(position) <= BIGINT_MAX):
+            raise _invalid_cursor()
+        return Cursor(offset=int(offset), reverse=reverse == "1", position=position)
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": "opaque: take it from a `next` or `previous` link",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"results per page (default {self.page_size})",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
+            },
+        ]
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
+def _invalid_cursor() -> ApiError:
+    return ApiError(400, "invalid_cursor", "not a cursor of this list", field="cursor")
+
 
 class PcsDetailView(_TenantScoped, RetrieveAPIView):
-    """``GET /v1/pcs/{pcs_id}``."""
+    """``GET /v1/pcs/{pcs_id}``.
+
+    An id that cannot be a pcs_id (not 64 lowercase hex digits) is 404 like an unknown one: a path
+    names a resource, and no resource has that name.
+    """
 
     serializer_class = PcsRecordSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "pcs_id",
+                {"type": "string", "pattern": f"^{PCS_ID.pattern}$"},
+                OpenApiParameter.PATH,
+                description="lowercase hex SHA-256 (64 digits)",
+            )
+        ],
+        responses={200: PcsRecordSerializer, **error_responses(401, 404, 406, 503)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     def get_object(self) -> PcsRecord:
         record = pcs_record_get(tenant=self.request.user.tenant, pcs_id=self.kwargs["pcs_id"])
         if record is None:
-            raise Http404
+            raise not_found("no PCS with this id for this tenant", field="pcs_id")
         return record
 
 
@@ -86,23 +165,22 @@ class PcsListView(_TenantScoped, ListAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", str, description="ISO 8601 time: decided at or after"),
+            OpenApiParameter(
+                "since",
+                {"type": "string", "format": "date-time"},
+                description="ISO 8601 time with a zone: decided at or after",
+            ),
             OpenApiParameter("status", str, enum=list(STATUS_FILTERS)),
-        ]
+        ],
+        responses={200: PcsRecordSerializer(many=True), **error_responses(400, 401, 406, 503)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):  # noqa: ANN201
         params = self.request.query_params
-        since = None
-        if params.get("since"):
-            since = parse_datetime(params["since"])
-            if since is None or since.tzinfo is None:
-                raise ValidationError({"since": "an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00Z"})
-        status = params.get("status")
-        if status is not None and status not in STATUS_FILTERS:
-            raise ValidationError({"status": f"one of {', '.join(STATUS_FILTERS)}"})
+        since = datetime_param(params, "since")
+        status = choice_param(params, "status", STATUS_FILTERS)
         return pcs_records(tenant=self.request.user.tenant, since=since, status=status).select_related(
             "tenant"
         )
@@ -121,6 +199,6 @@ class UsageSerializer(serializers.Serializer):
 class UsageView(_TenantScoped, APIView):
     """``GET /v1/tenants/me/usage``: today's count against the quota, and the rate limit."""
 
-    @extend_schema(responses={200: UsageSerializer})
+    @extend_schema(responses={200: UsageSerializer, **error_responses(401, 406, 503)})
     def get(self, request: Request) -> Response:
         return Response(tenant_usage(tenant=request.user.tenant))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from django.db.models import QuerySet
@@ -10,6 +11,9 @@ from apps.pcs.models import PcsRecord
 from apps.tenants.models import Tenant
 
 STATUS_FILTERS = {"accepted": 200, "escalated": 202, "rejected": 400}
+
+# What ingest accepts as a pcs_id (lowercase hex SHA-256); nothing else can be stored.
+PCS_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def pcs_records(*, tenant: Tenant, since: datetime | None = None, status: str | None = None) -> QuerySet:
@@ -23,5 +27,11 @@ def pcs_records(*, tenant: Tenant, since: datetime | None = None, status: str | 
 
 
 def pcs_record_get(*, tenant: Tenant, pcs_id: str) -> PcsRecord | None:
-    """One of the tenant's PCS by id, or None (also when another tenant has that pcs_id)."""
+    """One of the tenant's PCS by id, or None (also when another tenant has that pcs_id).
+
+    An id that cannot be a pcs_id is None without a query: the database never sees a hostile value
+    (PostgreSQL refuses a NUL byte with an error rather than finding nothing).
+    """
+    if not PCS_ID.fullmatch(pcs_id):
+        return None
     return PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs_id).first()
