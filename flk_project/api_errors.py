@@ -130,6 +130,13 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.page_not_found(request, exception)
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler400``: a request Django refuses before any view (a Host not allowed, say)."""
+    if _wants_api_body(request):
+        return JsonResponse({"error": "bad_request", "detail": "the request was refused"}, status=400)
+    return defaults.bad_request(request, exception)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """``handler500``: an unexpected failure under /v1/ still answers the JSON body (no traceback)."""
     if _wants_api_body(request):

@@ -22,3 +22,8 @@ urlpatterns = [
     path("docs/", pages.docs_index, name="docs-index"),
     path("docs/<path:name>.md", pages.docs_page, name="docs-page"),
 ]
+
+# JSON bodies for /v1/ paths; Django's pages everywhere else.
+handler400 = "flk_project.api_errors.bad_request"
+handler404 = "flk_project.api_errors.page_not_found"
+handler500 = "flk_project.api_errors.server_error"

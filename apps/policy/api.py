@@ -160,7 +160,7 @@ class _PolicyView(APIView):
         # The test policy_create applies: a version that fails it cannot exist (and a NUL byte
         # would make PostgreSQL raise rather than find nothing).
         policy = None
-        if len(version) <= VERSION_MAX and SEMVER.match(version):
+        if len(version) <= VERSION_MAX and SEMVER.fullmatch(version):
             policy = Policy.objects.filter(tenant=request.user.tenant, version=version).first()
         if policy is None:
             raise not_found("no policy with this version for this tenant", field="version")

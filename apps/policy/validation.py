@@ -106,7 +106,7 @@ def _rule_problems(rules: Any) -> list[Problem]:
 def policy_problems(*, version: str, params: Any, rules: Any) -> list[Problem]:
     """Everything wrong with a policy's version, parameters and rules; empty when it is valid."""
     problems = []
-    if not SEMVER.match(version or ""):
+    if not SEMVER.fullmatch(version or ""):  # match() would let "1.0.0\n" through ($ before \n)
         problems.append(Problem("version", f"{version!r} is not a SemVer version (e.g. 1.2.0)"))
     elif version == DEFAULT_POLICY_VERSION:
         problems.append(Problem("version", f"{DEFAULT_POLICY_VERSION} is the built-in policy's version"))
