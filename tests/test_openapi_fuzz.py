@@ -157,3 +157,14 @@ def test_every_operation_answers_only_documented_statuses_and_never_5xx(transact
     assert not failures, "\n\n".join(failures[:20]) + f"\n\n{len(failures)} failing cases of {total}"
     assert not server_errors, log.read_text(errors="replace")[-5000:]
     assert len(cases) >= 15 - len(EXCLUDED_OPERATIONS)
+
+
+def test_every_operation_documents_its_refusals_and_the_submit_body_is_required(api):
+    schema = api.get("/v1/openapi.json").json()
+    submit = schema["paths"]["/v1/pcs/submit"]["post"]
+    assert submit["requestBody"]["required"] is True
+    assert set(submit["responses"]) >= {"200", "202", "400", "401", "409", "413", "422", "429", "503"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            statuses = set(operation["responses"])
+            assert statuses - {"200", "201", "202", "204"}, f"{method.upper()} {path} lists no refusal"

@@ -94,7 +94,7 @@ class SubmitView(APIView):
 
     @extend_schema(
         operation_id="pcs_submit",
-        request=PcsSerializer,
+        request={"application/json": PcsSerializer},
         parameters=[OpenApiParameter("X-Tenant-Id", str, OpenApiParameter.HEADER, required=False)],
         responses={
             200: DecisionSerializer,
