@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite talks to answer on 127.0.0.1: PostgreSQL (trust auth for
-# 127.0.0.1) and Redis, and that the headless browser for the admin tests is installed. Starts
-# services that are installed but stopped; installs what is missing with apt-get.
+# 127.0.0.1) and Redis, and that the headless browser for the admin tests and nginx (the front of
+# `make run`, which the deployment tests start) are installed. Starts services that are installed
+# but stopped; installs what is missing with apt-get.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*"; }
@@ -62,3 +63,14 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium
 fi
 log "chromium: $(chromium --version 2>/dev/null | head -n 1)"
+
+# nginx: `make run` and the deployment tests start their own nginx as the current user, with its
+# configuration under var/; the system service the package sets up is not used.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  log "installing Debian's nginx package with apt-get: it adds /usr/sbin/nginx and /etc/nginx, and"
+  log "where the init system allows it, enables and starts the nginx service on port 80 (FLK does not"
+  log "use that service; 'systemctl disable --now nginx' stops it)"
+  apt_install nginx
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+log "$("$nginx_bin" -v 2>&1) at $nginx_bin"
