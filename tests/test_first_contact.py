@@ -7,12 +7,14 @@ The browser is real headless chromium; the servers are pytest's live server and,
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 
-from tests.support.browser import save_screenshot
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, save_screenshot
+from tests.support.make_run import make_run
 
 SHOTS = "first-contact"
 # Schemes whose "requests" never touch the network: inline images and fonts, Swagger UI's own blobs.
@@ -55,9 +57,7 @@ def test_api_reference_renders_operations_from_local_assets_only(page, live_serv
     assert any(url.endswith("/v1/openapi.json") for url in requested), requested
     assert any("swagger-ui-bundle.js" in url for url in requested), requested
     foreign = [
-        url
-        for url in requested
-        if urlsplit(url).scheme not in LOCAL_SCHEMES and urlsplit(url).netloc != host
+        url for url in requested if urlsplit(url).scheme not in LOCAL_SCHEMES and urlsplit(url).netloc != host
     ]
     assert not foreign, f"the API reference page reached beyond {host}: {foreign}"
 
@@ -93,3 +93,76 @@ def test_static_files_are_served_by_gunicorn_without_collectstatic(transactional
         )
         assert swagger.status_code == 200
         assert "javascript" in swagger.headers["content-type"]
+
+
+class _Assets(HTMLParser):
+    """The stylesheets, scripts and icons a page loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "script" and found.get("src"):
+            self.urls.append(found["src"])
+        elif tag == "link" and found.get("href") and found.get("rel") in ("stylesheet", "icon"):
+            self.urls.append(found["href"])
+
+
+def _assets(html: str) -> list[str]:
+    parser = _Assets()
+    parser.feed(html)
+    return parser.urls
+
+
+@pytest.mark.slow
+def test_make_run_serves_the_landing_page_the_api_reference_and_a_styled_admin(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with make_run(var_dir=tmp_path / "var") as run, httpx.Client(base_url=run.url, timeout=10) as http:
+        css = http.get("/static/admin/css/base.css")
+        assert css.status_code == 200
+        assert css.headers["content-type"].startswith("text/css")
+
+        landing = http.get("/")
+        assert landing.status_code == 200
+        assert landing.headers["content-type"].startswith("text/html")
+        assert "<h1>FLK</h1>" in landing.text
+
+        reference = http.get("/api/docs/")
+        assert reference.status_code == 200
+        assets = _assets(reference.text)
+        assert {urlsplit(a).path.rsplit("/", 1)[-1] for a in assets} >= {
+            "swagger-ui.css",
+            "swagger-ui-bundle.js",
+            "swagger-ui-standalone-preset.js",
+        }
+        for asset in assets:
+            assert not urlsplit(asset).netloc, f"the API reference loads {asset} from elsewhere"
+            answer = http.get(asset)
+            assert answer.status_code == 200, asset
+            kind = "text/css" if asset.endswith(".css") else "javascript" if asset.endswith(".js") else ""
+            assert kind in answer.headers["content-type"], (asset, answer.headers["content-type"])
+
+        # What a newcomer sees: the admin's login page with its stylesheet applied, the API reference
+        # rendered, and no request leaving the server.
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(base_url=run.url, viewport={"width": 1280, "height": 900})
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto("/admin/login/")
+            header = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
+            assert header not in ("rgba(0, 0, 0, 0)", "transparent"), "the admin is unstyled"
+            save_screenshot(page, SHOTS, "make-run-admin-login")
+            page.goto("/api/docs/")
+            page.locator('.opblock-summary-path[data-path="/v1/pcs/submit"]').first.wait_for(timeout=20_000)
+            save_screenshot(page, SHOTS, "make-run-api-reference")
+            browser.close()
+        foreign = [
+            url
+            for url in requested
+            if urlsplit(url).scheme not in LOCAL_SCHEMES and urlsplit(url).netloc != run.bind
+        ]
+        assert not foreign, foreign
