@@ -13,7 +13,13 @@ from rest_framework.views import APIView
 
 from apps.pcs.errors import IngestError, encode_body
 from apps.pcs.parsing import parse_pcs
-from apps.pcs.serializers import DecisionSerializer, ErrorSerializer, PcsSerializer
+from apps.pcs.serializers import (
+    BatchResultSerializer,
+    BatchSerializer,
+    DecisionSerializer,
+    ErrorSerializer,
+    PcsSerializer,
+)
 from apps.pcs.services import IngestResult, pcs_submit
 
 
@@ -124,6 +130,49 @@ class SubmitView(APIView):
             tenant_header=request.headers.get("X-Tenant-Id"),
             received_at=received_at,
             client_addr=client_address(request),
+        )
+        return _json_response(result.status, result.body, result.headers)
+
+
+class SubmitBatchView(APIView):
+    """Verify many signed PCS of one tenant in one request; one result per item, in order."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    parser_classes: list[type] = []
+
+    @extend_schema(
+        operation_id="pcs_submit_batch",
+        request={"application/json": BatchSerializer},
+        parameters=[OpenApiParameter("X-Tenant-Id", str, OpenApiParameter.HEADER, required=False)],
+        responses={
+            200: BatchResultSerializer,
+            400: _ERRORS,
+            401: _ERRORS,
+            413: _ERRORS,
+            429: _ERRORS,
+            503: _ERRORS,
+        },
+        description="Each item goes through the same pipeline as `POST /v1/pcs/submit`, with the same "
+        "statuses (per item, in `results`), replays and conflicts (also between copies inside the batch) "
+        "and rate limit counted per item; the new decisions are written in one transaction. The whole "
+        "batch is one WAL record. Only batch-level problems answer for all of it: a body that is not "
+        '`{"items": [...]}` (400), more than `BATCH_MAX_ITEMS` items or `BATCH_MAX_BODY_BYTES` bytes '
+        "(413), an unknown tenant (401; 429 once its source failed too often), a store that is down "
+        "(503, the batch is kept and decided by replay).",
+    )
+    def post(self, request: Request) -> HttpResponse:
+        received_at = timezone.now()
+        try:
+            body = read_limited_body(request, settings.BATCH_MAX_BODY_BYTES)
+        except IngestError as exc:
+            return error_response(exc)
+        result: IngestResult = pcs_submit(
+            body=body,
+            tenant_header=request.headers.get("X-Tenant-Id"),
+            received_at=received_at,
+            client_addr=client_address(request),
+            batch=True,
         )
         return _json_response(result.status, result.body, result.headers)
 

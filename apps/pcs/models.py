@@ -88,6 +88,7 @@ class QuarantinedRequest(models.Model):
     # NULL is "no header was sent", which the WAL tells apart from an empty one.
     tenant_header = models.CharField(max_length=256, blank=True, null=True)  # noqa: DJ001
     body = models.BinaryField()
+    batch = models.BooleanField(default=False, help_text="a submit:batch body")
     error = models.TextField(help_text="the exception, as the replay saw it")
     attempts = models.PositiveIntegerField(default=1)
     quarantined_at = models.DateTimeField(auto_now_add=True)

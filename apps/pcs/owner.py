@@ -16,7 +16,10 @@ _HOST = socket.gethostname()
 
 
 def _start_ticks(pid: int) -> str | None:
-    """The start time of ``pid`` in ticks since boot, or None when no such process exists."""
+    """The start time of ``pid`` in ticks since boot, or None when no such process runs.
+
+    A zombie (killed, not yet reaped: its parent died too and nobody has waited for it) runs no more.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read().decode("ascii", "replace")
@@ -26,6 +29,8 @@ def _start_ticks(pid: int) -> str | None:
         return ""  # unreadable: alive, start unknown
     # The command name (field 2) is in parentheses and may hold spaces; fields after it are plain.
     fields = stat[stat.rfind(")") + 2 :].split()
+    if fields and fields[0] in ("Z", "X"):  # field 3, the state: zombie or dead
+        return None
     return fields[19] if len(fields) > 19 else ""
 
 

@@ -220,7 +220,31 @@ def _n_j(value: Any, scales: list[int]) -> dict[str, int]:
 
 def parse_pcs(body: bytes) -> dict[str, Any]:
     """Parse and validate a PCS body; raise ``IngestError`` (400) naming the first bad field."""
+    return validate_pcs(load_json(body))
+
+
+def parse_batch(body: bytes, *, max_items: int) -> list[Any]:
+    """The items of a batch body ``{"items": [...]}``, each still to be validated with ``validate_pcs``.
+
+    The envelope is refused as a whole: 400 when it is not an object with an ``items`` list, 413 when it
+    holds more than ``max_items``.
+    """
     doc = load_json(body)
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        raise _bad("items", 'a batch is a JSON object {"items": [PCS, ...]}')
+    unknown = set(doc) - {"items"}
+    if unknown:
+        raise _bad(sorted(unknown)[0], "unknown field")
+    items = doc["items"]
+    if not items:
+        raise _bad("items", "must hold at least one PCS")
+    if len(items) > max_items:
+        raise IngestError(413, "too_many_items", f"a batch holds at most {max_items} items, not {len(items)}")
+    return items
+
+
+def validate_pcs(doc: Any) -> dict[str, Any]:
+    """Validate a decoded PCS; raise ``IngestError`` (400) naming the first bad field."""
     if not isinstance(doc, dict):
         raise _bad("", "a PCS is a JSON object")
     if doc.get("schema") != PCS_SCHEMA:

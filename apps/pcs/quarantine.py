@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.pcs import metrics, wal
 from apps.pcs.models import QuarantinedRequest
-from apps.pcs.services import pcs_ingest
+from apps.pcs.services import pcs_ingest_wal
 
 logger = logging.getLogger("flk.wal")
 
@@ -48,6 +48,7 @@ def request_quarantine(*, request: wal.WalRequest, error: BaseException) -> bool
                     "received_at": request.received_at,
                     "tenant_header": request.tenant_header,
                     "body": request.body,
+                    "batch": request.batch,
                     "error": _error_text(error),
                 },
             )
@@ -80,15 +81,10 @@ def quarantined_retry(*, row: QuarantinedRequest) -> str:
     still open, try later.
     """
     request = wal.WalRequest(
-        wal.WalRef(row.segment, row.offset), row.received_at, row.tenant_header, bytes(row.body)
+        wal.WalRef(row.segment, row.offset), row.received_at, row.tenant_header, bytes(row.body), row.batch
     )
     try:
-        result = pcs_ingest(
-            body=request.body,
-            tenant_header=request.tenant_header,
-            received_at=request.received_at,
-            from_wal=True,
-        )
+        result = pcs_ingest_wal(request=request)
     except Exception as exc:
         request_quarantine(request=request, error=exc)
         return f"failed again: {type(exc).__name__}"

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from apps.pcs import wal
 from apps.pcs.quarantine import open_quarantine_segments, request_quarantine
-from apps.pcs.services import pcs_ingest
+from apps.pcs.services import pcs_ingest_wal
 
 logger = logging.getLogger("flk.wal")
 
@@ -100,12 +100,7 @@ def wal_replay(
 def _replay_one(path: Path, request: wal.WalRequest, report: ReplayReport) -> bool:
     """Run one request through the pipeline; False when it must be tried again later."""
     try:
-        result = pcs_ingest(
-            body=request.body,
-            tenant_header=request.tenant_header,
-            received_at=request.received_at,
-            from_wal=True,
-        )
+        result = pcs_ingest_wal(request=request)
     except Exception as exc:
         if not request_quarantine(request=request, error=exc):
             return False

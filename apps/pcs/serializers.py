@@ -77,3 +77,20 @@ class ErrorSerializer(serializers.Serializer):
     fields = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="422 only: the fields that differ"
     )
+
+
+class BatchSerializer(serializers.Serializer):
+    """The body of ``POST /v1/pcs/submit:batch``."""
+
+    items = PcsSerializer(many=True, help_text="at most BATCH_MAX_ITEMS (default 1,000) signed PCS")
+
+
+class BatchItemResultSerializer(serializers.Serializer):
+    status = serializers.IntegerField(help_text="what POST /v1/pcs/submit would have answered for this item")
+    body = serializers.JSONField(help_text="that answer's body: a decision or an error")
+    replayed = serializers.BooleanField(help_text="the stored answer of an already decided PCS")
+    retry_after = serializers.IntegerField(required=False, help_text="409 and 429 items: seconds to wait")
+
+
+class BatchResultSerializer(serializers.Serializer):
+    results = BatchItemResultSerializer(many=True, help_text="one per item, in the items' order")

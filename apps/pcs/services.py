@@ -23,7 +23,7 @@ from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_sto
 from apps.pcs.errors import IngestError, printable
 from apps.pcs.identity import differing_fields, inputs_digest
 from apps.pcs.models import PcsRecord
-from apps.pcs.parsing import parse_pcs
+from apps.pcs.parsing import parse_batch, parse_pcs, validate_pcs
 from apps.pcs.records import Decision, decision_insert
 from apps.policy.anomaly import anomaly_score, history_update
 from apps.policy.checks import Evaluation, apply_policy, evaluate, sanity_check
@@ -86,11 +86,22 @@ def _unavailable(exc: BaseException) -> IngestError:
 
 
 def pcs_submit(
-    *, body: bytes, tenant_header: str | None, received_at: datetime, client_addr: str = ""
+    *,
+    body: bytes,
+    tenant_header: str | None,
+    received_at: datetime,
+    client_addr: str = "",
+    batch: bool = False,
 ) -> IngestResult:
-    """Make the request durable, decide it, and mark it answered in the WAL."""
+    """Make the request durable, decide it, and mark it answered in the WAL.
+
+    ``batch`` marks a ``submit:batch`` body: one WAL record for the whole batch, decided by
+    ``pcs_ingest_batch``.
+    """
     try:
-        ref = wal.get_writer().append_request(body=body, tenant_header=tenant_header, received_at=received_at)
+        ref = wal.get_writer().append_request(
+            body=body, tenant_header=tenant_header, received_at=received_at, batch=batch
+        )
     except wal.WalError as exc:
         metrics.wal_errors.inc()
         logger.error("ingest.wal_error error=%s", exc)
@@ -102,8 +113,9 @@ def pcs_submit(
                 retry_after=settings.RETRY_AFTER_SECONDS,
             )
         )
+    ingest = pcs_ingest_batch if batch else pcs_ingest
     try:
-        result = pcs_ingest(
+        result = ingest(
             body=body, tenant_header=tenant_header, received_at=received_at, client_addr=client_addr
         )
     except Exception:
@@ -119,6 +131,104 @@ def pcs_submit(
             metrics.wal_errors.inc()
             logger.warning("ingest.wal_outcome_error error=%s", exc)
     return result
+
+
+def pcs_ingest_wal(*, request: wal.WalRequest) -> IngestResult:
+    """Decide a request the WAL kept (replay, quarantine retry): admitted already, so no limits."""
+    ingest = pcs_ingest_batch if request.batch else pcs_ingest
+    return ingest(
+        body=request.body, tenant_header=request.tenant_header, received_at=request.received_at, from_wal=True
+    )
+
+
+def pcs_ingest_batch(
+    *,
+    body: bytes,
+    tenant_header: str | None,
+    received_at: datetime,
+    client_addr: str = "",
+    from_wal: bool = False,
+) -> IngestResult:
+    """Decide every item of a batch with single-submission semantics; new decisions in one transaction.
+
+    Only problems of the batch as a whole answer for all of it: a body that is not ``{"items": [...]}``
+    (400), too many items (413), an unknown tenant (401), a store that is down (503, the batch stays in
+    the WAL). Otherwise the answer is 200 with one result per item, in order.
+    """
+    request = _Request(tenant_header, received_at, client_addr, from_wal)
+    try:
+        items = parse_batch(body, max_items=settings.BATCH_MAX_ITEMS)
+        try:
+            tenant = _resolve_tenant(tenant_header)
+        except IngestError as exc:
+            raise _count_failed_auth(exc, tenant_header, client_addr, from_wal) from exc
+        results = _decide_items(items, tenant, request)
+    except IngestError as exc:
+        return _error_result(exc)
+    except STORE_ERRORS as exc:
+        logger.error("ingest.store_unavailable tenant=%s error=%s batch=1", tenant_header, type(exc).__name__)
+        return _error_result(_unavailable(exc))
+    for result in results:
+        if result.headers.get("Idempotent-Replayed") != "true":
+            metrics.ingest.inc()
+    return IngestResult(200, {"results": [_item_result(result) for result in results]})
+
+
+def _decide_items(items: list[Any], tenant: Tenant, request: _Request) -> list[IngestResult]:
+    """The per-item answers of a batch.
+
+    The first copy of each pcs_id is prepared with the others and stored in one transaction; a later
+    copy in the same batch is prepared once that is done, so it meets the first as a decided PCS (a
+    replay, or a conflict), exactly as it would as a separate submission.
+    """
+    results: list[IngestResult | None] = [None] * len(items)
+    verdicts: list[tuple[int, _Verdict]] = []
+    repeats: list[tuple[int, dict[str, Any]]] = []
+    seen: set[str] = set()
+    try:
+        for index, item in enumerate(items):
+            try:
+                pcs = validate_pcs(item)
+                if pcs["pcs_id"] in seen:
+                    repeats.append((index, pcs))
+                    continue
+                seen.add(pcs["pcs_id"])
+                prepared = _prepare(pcs, tenant, request)
+            except IngestError as exc:
+                results[index] = _error_result(exc)
+                continue
+            if isinstance(prepared, IngestResult):
+                results[index] = prepared
+            else:
+                verdicts.append((index, prepared))
+    except BaseException:
+        for _, verdict in verdicts:
+            _release(verdict.claim)
+        raise
+    stored = _store([verdict for _, verdict in verdicts], request.from_wal)
+    for (index, _), result in zip(verdicts, stored, strict=True):
+        results[index] = result
+    for index, pcs in repeats:
+        try:
+            prepared = _prepare(pcs, tenant, request)
+        except IngestError as exc:
+            results[index] = _error_result(exc)
+            continue
+        results[index] = (
+            prepared if isinstance(prepared, IngestResult) else _store([prepared], request.from_wal)[0]
+        )
+    return [result for result in results if result is not None]
+
+
+def _item_result(result: IngestResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "status": result.status,
+        "body": result.body,
+        "replayed": result.headers.get("Idempotent-Replayed") == "true",
+    }
+    if "Retry-After" in result.headers:
+        out["retry_after"] = int(result.headers["Retry-After"])
+    return out
 
 
 def pcs_ingest(
@@ -180,32 +290,32 @@ def _resolve_tenant(tenant_header: str | None) -> Tenant:
     raise IngestError(401, "unknown_tenant", detail)
 
 
-def _authenticate(
-    pcs: dict[str, Any], tenant_header: str | None, received_at: datetime, client_addr: str, from_wal: bool
-) -> tuple[Tenant, bytes]:
-    """The tenant and the verified payload digest; failures are counted by their own limiter.
+def _count_failed_auth(
+    exc: IngestError, tenant_header: str | None, client_addr: str, from_wal: bool
+) -> IngestError:
+    """The error to answer for a failed authentication: itself, or 429 once its source failed too often.
 
     A genuine request is never refused because of someone else's failures: the limiter is asked only
-    once this request has failed, and answers 429 instead of 401 when its (header, address) failed
-    too often.
+    once this request has failed.
     """
-    try:
-        tenant = _resolve_tenant(tenant_header)
-        digest = _verify_signature(pcs, tenant, received_at)
-        _verify_vrf(pcs, tenant)
-    except IngestError as exc:
-        if exc.status != 401 or from_wal:
-            raise
-        wait = get_auth_failure_limiter().record_failure(tenant_header=tenant_header, client_addr=client_addr)
-        if wait is not None:
-            raise IngestError(
-                429,
-                "auth_throttled",
-                "too many failed authentications from this address for this tenant",
-                retry_after=int(retry_after_header(wait)),
-            ) from exc
-        raise
-    return tenant, digest
+    if exc.status != 401 or from_wal:
+        return exc
+    wait = get_auth_failure_limiter().record_failure(tenant_header=tenant_header, client_addr=client_addr)
+    if wait is None:
+        return exc
+    return IngestError(
+        429,
+        "auth_throttled",
+        "too many failed authentications from this address for this tenant",
+        retry_after=int(retry_after_header(wait)),
+    )
+
+
+def _verify(pcs: dict[str, Any], tenant: Tenant, received_at: datetime) -> str:
+    """The hex digest of the verified signing payload; 401 when the signature or VRF proof fails."""
+    digest = _verify_signature(pcs, tenant, received_at)
+    _verify_vrf(pcs, tenant)
+    return digest.hex()
 
 
 def _admit(tenant: Tenant) -> None:
@@ -255,14 +365,56 @@ def _verify_vrf(pcs: dict[str, Any], tenant: Tenant) -> None:
         raise IngestError(401, "invalid_vrf_proof", str(exc)) from exc
 
 
+@dataclass
+class _Request:
+    """What every submission carries besides its PCS."""
+
+    tenant_header: str | None
+    received_at: datetime
+    client_addr: str
+    from_wal: bool
+
+
+@dataclass
+class _Verdict:
+    """A PCS judged and claimed, its answer built, not yet stored."""
+
+    pcs: dict[str, Any]
+    tenant: Tenant
+    claim: Claim
+    params: PolicyParams
+    evaluation: Evaluation
+    decision: Decision
+    body: dict[str, Any]
+
+
 def _decide(
     body: bytes, tenant_header: str | None, received_at: datetime, client_addr: str, from_wal: bool
 ) -> IngestResult:
-    started = time.perf_counter()
+    request = _Request(tenant_header, received_at, client_addr, from_wal)
     pcs = parse_pcs(body)
-    tenant, raw_digest = _authenticate(pcs, tenant_header, received_at, client_addr, from_wal)
-    digest = raw_digest.hex()
-    if not from_wal:
+    try:
+        tenant = _resolve_tenant(tenant_header)
+    except IngestError as exc:
+        raise _count_failed_auth(exc, tenant_header, client_addr, from_wal) from exc
+    prepared = _prepare(pcs, tenant, request)
+    if isinstance(prepared, IngestResult):
+        return prepared
+    return _store([prepared], from_wal)[0]
+
+
+def _prepare(pcs: dict[str, Any], tenant: Tenant, request: _Request) -> IngestResult | _Verdict:
+    """Authenticate, admit, claim and judge one parsed PCS of a known tenant.
+
+    Returns the answer when there is nothing to store (a replay), or the verdict to store; raises
+    ``IngestError`` for a refusal. A claim taken here is released if anything after it raises.
+    """
+    started = time.perf_counter()
+    try:
+        digest = _verify(pcs, tenant, request.received_at)
+    except IngestError as exc:
+        raise _count_failed_auth(exc, request.tenant_header, request.client_addr, request.from_wal) from exc
+    if not request.from_wal:
         _admit(tenant)
     inputs = inputs_digest(pcs)
 
@@ -270,7 +422,7 @@ def _decide(
     claim = store.claim(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"], digest=digest)
     if claim.state == "decided":
         assert claim.outcome is not None
-        return _answer_stored(claim.outcome, pcs, digest, inputs, tenant, from_wal)
+        return _answer_stored(claim.outcome, pcs, digest, inputs, tenant, request.from_wal)
     if claim.state == "pending":
         raise IngestError(
             409, "in_flight", "this PCS is still being decided", retry_after=IN_FLIGHT_RETRY_AFTER
@@ -283,24 +435,140 @@ def _decide(
             # The hot store forgets (a Redis restart, its TTL): the stored decision is the authority.
             record = PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs["pcs_id"]).first()
             if record is not None:
-                return _answer_from_record(record, pcs, digest, inputs, tenant, claim, from_wal)
-        params = policy_for_pcs(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"])
-        passed = sanity_check(pcs, received_at=received_at, params=params)
-        pcs, pii_flags = _pii_gate(pcs, tenant)
-        evaluation = evaluate(pcs, params=params)
-        evaluation.flags += pii_flags
-        score = anomaly_score(
-            tenant_id=tenant.pk, pcs=pcs, d_hat=evaluation.d_hat, soft_violations=len(evaluation.escalations)
-        )
-        apply_policy(evaluation, pcs, params=params, anomaly_score=score)
-        metrics.verify_latency.observe(time.perf_counter() - started)
-        return _store_decision(pcs, tenant, digest, claim, params, passed, evaluation, received_at, from_wal)
+                return _answer_from_record(record, pcs, digest, inputs, tenant, claim, request.from_wal)
+        verdict = _judge(pcs, tenant, digest, claim, request.received_at)
     except BaseException:
-        try:
-            store.release(claim)
-        except DedupUnavailable:
-            logger.warning("ingest.claim_release_failed pcs_id=%s", pcs["pcs_id"])
+        _release(claim)
         raise
+    metrics.verify_latency.observe(time.perf_counter() - started)
+    return verdict
+
+
+def _release(claim: Claim) -> None:
+    try:
+        get_dedup_store().release(claim)
+    except DedupUnavailable:
+        logger.warning("ingest.claim_release_failed pcs_id=%s", claim.pcs_id)
+
+
+def _judge(pcs: dict[str, Any], tenant: Tenant, digest: str, claim: Claim, received_at: datetime) -> _Verdict:
+    """Sanity checks, PII, recomputation, anomaly score and policy: the decision and its answer."""
+    params = policy_for_pcs(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"])
+    passed = sanity_check(pcs, received_at=received_at, params=params)
+    pcs, pii_flags = _pii_gate(pcs, tenant)
+    evaluation = evaluate(pcs, params=params)
+    evaluation.flags += pii_flags
+    score = anomaly_score(
+        tenant_id=tenant.pk, pcs=pcs, d_hat=evaluation.d_hat, soft_violations=len(evaluation.escalations)
+    )
+    apply_policy(evaluation, pcs, params=params, anomaly_score=score)
+    status, reason = evaluation.status, evaluation.reason
+    checks = [{"name": "signature", "verdict": "pass"}]
+    if tenant.vrf_required or "vrf_proof" in pcs:
+        checks.append({"name": "vrf", "verdict": "pass" if tenant.vrf_public_key else "skipped"})
+    checks += [{"name": name, "verdict": "pass"} for name in passed]
+    checks += evaluation.checks
+    body: dict[str, Any] = {"pcs_id": pcs["pcs_id"]}
+    if evaluation.rejection is not None:
+        rejection = evaluation.rejection
+        body.update(error=rejection.error, detail=rejection.detail, field=rejection.field)
+    # The seed's clients read accepted, escalated, reason, recomputed_D_hat and recomputed_budget
+    # from every decision: those names are part of the contract, the shorter ones stand beside them.
+    body.update(
+        accepted=status == 200,
+        escalated=evaluation.escalated,
+        reason=reason if status != 200 else "",
+        recomputed_D_hat=evaluation.d_hat,
+        recomputed_budget=evaluation.budget,
+        recomputed_regime=evaluation.regime,
+        D_hat=evaluation.d_hat,
+        budget=evaluation.budget,
+        regime=evaluation.regime,
+        anomaly_score=evaluation.anomaly_score,
+        policy_version=params.version,
+        checks=checks,
+    )
+    if evaluation.flags:
+        body["flags"] = evaluation.flags
+    decision = Decision(
+        tenant_id=tenant.pk,
+        pcs=pcs,
+        digest=digest,
+        status=status,
+        reason=reason,
+        policy_version=params.version,
+        d_hat=evaluation.d_hat,
+        regime=evaluation.regime,
+        budget=evaluation.budget,
+        received_at=received_at,
+        actor=INGEST_ACTOR,
+        anomaly_score=evaluation.anomaly_score,
+    )
+    return _Verdict(pcs, tenant, claim, params, evaluation, decision, body)
+
+
+def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
+    """Write the decisions in one transaction, then complete their claims; one answer per verdict.
+
+    A decision that meets the unique constraint (decided concurrently behind the hot store's back) is
+    answered from the stored record instead; its savepoint keeps the others.
+    """
+    store = get_dedup_store()
+    results: list[IngestResult | None] = [None] * len(verdicts)
+    try:
+        with transaction.atomic():
+            for index, verdict in enumerate(verdicts):
+                try:
+                    decision_insert(decision=verdict.decision, body=verdict.body)
+                except IntegrityError:
+                    results[index] = _answer_from_conflicting_insert(verdict, from_wal)
+                    continue
+                if store.transactional:
+                    store.complete(verdict.claim, _outcome(verdict))
+    except BaseException:
+        for verdict in verdicts:
+            _release(verdict.claim)
+        raise
+    for index, verdict in enumerate(verdicts):
+        if results[index] is not None:
+            continue
+        if not store.transactional:
+            try:
+                store.complete(verdict.claim, _outcome(verdict))
+            except DedupUnavailable:
+                # The decision is committed; the claim expires and later retries replay from the record.
+                logger.warning("ingest.dedup_complete_failed pcs_id=%s", verdict.pcs["pcs_id"])
+        results[index] = _decided(verdict)
+    return [result for result in results if result is not None]
+
+
+def _outcome(verdict: _Verdict) -> StoredOutcome:
+    decision = verdict.decision
+    return StoredOutcome(decision.digest, decision.status, verdict.body, decision.inputs_digest)
+
+
+def _answer_from_conflicting_insert(verdict: _Verdict, from_wal: bool) -> IngestResult:
+    pcs, decision = verdict.pcs, verdict.decision
+    record = PcsRecord.objects.get(tenant=verdict.tenant, pcs_id=pcs["pcs_id"])
+    return _answer_from_record(
+        record, pcs, decision.digest, decision.inputs_digest, verdict.tenant, verdict.claim, from_wal
+    )
+
+
+def _decided(verdict: _Verdict) -> IngestResult:
+    """After commit: learn from an accepted PCS, count, log; the answer."""
+    tenant, decision, status = verdict.tenant, verdict.decision, verdict.decision.status
+    if status == 200:
+        history_update(tenant_id=tenant.pk, pcs=verdict.pcs, d_hat=verdict.evaluation.d_hat)
+    _count_decision(tenant, status, verdict.params.version)
+    logger.info(
+        "ingest.decided pcs_id=%s tenant=%s status=%d reason=%s",
+        verdict.pcs["pcs_id"],
+        tenant.slug,
+        status,
+        decision.reason or "-",
+    )
+    return IngestResult(status, verdict.body)
 
 
 def _pii_gate(pcs: dict[str, Any], tenant: Tenant) -> tuple[dict[str, Any], list[str]]:
@@ -362,92 +630,6 @@ def _conflict(pcs: dict[str, Any], tenant: Tenant, record: PcsRecord | None) -> 
         + (f": {', '.join(fields)} differ" if fields else ""),
         extra={"fields": fields},
     )
-
-
-def _store_decision(
-    pcs: dict[str, Any],
-    tenant: Tenant,
-    digest: str,
-    claim: Claim,
-    params: PolicyParams,
-    passed: list[str],
-    evaluation: Evaluation,
-    received_at: datetime,
-    from_wal: bool,
-) -> IngestResult:
-    status, reason = evaluation.status, evaluation.reason
-    checks = [{"name": "signature", "verdict": "pass"}]
-    if tenant.vrf_required or "vrf_proof" in pcs:
-        checks.append({"name": "vrf", "verdict": "pass" if tenant.vrf_public_key else "skipped"})
-    checks += [{"name": name, "verdict": "pass"} for name in passed]
-    checks += evaluation.checks
-    body: dict[str, Any] = {"pcs_id": pcs["pcs_id"]}
-    if evaluation.rejection is not None:
-        rejection = evaluation.rejection
-        body.update(error=rejection.error, detail=rejection.detail, field=rejection.field)
-    # The seed's clients read accepted, escalated, reason, recomputed_D_hat and recomputed_budget
-    # from every decision: those names are part of the contract, the shorter ones stand beside them.
-    body.update(
-        accepted=status == 200,
-        escalated=evaluation.escalated,
-        reason=reason if status != 200 else "",
-        recomputed_D_hat=evaluation.d_hat,
-        recomputed_budget=evaluation.budget,
-        recomputed_regime=evaluation.regime,
-        D_hat=evaluation.d_hat,
-        budget=evaluation.budget,
-        regime=evaluation.regime,
-        anomaly_score=evaluation.anomaly_score,
-        policy_version=params.version,
-        checks=checks,
-    )
-    if evaluation.flags:
-        body["flags"] = evaluation.flags
-    decision = Decision(
-        tenant_id=tenant.pk,
-        pcs=pcs,
-        digest=digest,
-        status=status,
-        reason=reason,
-        policy_version=params.version,
-        d_hat=evaluation.d_hat,
-        regime=evaluation.regime,
-        budget=evaluation.budget,
-        received_at=received_at,
-        actor=INGEST_ACTOR,
-        anomaly_score=evaluation.anomaly_score,
-    )
-    outcome = StoredOutcome(digest, status, body, decision.inputs_digest)
-    store = get_dedup_store()
-    try:
-        if store.transactional:
-            # The claim completes in the decision's transaction: both are kept or neither.
-            with transaction.atomic():
-                decision_insert(decision=decision, body=body)
-                store.complete(claim, outcome)
-        else:
-            decision_insert(decision=decision, body=body)
-    except IntegrityError:
-        # Decided concurrently behind the hot store's back: the warm record is the truth.
-        record = PcsRecord.objects.get(tenant=tenant, pcs_id=pcs["pcs_id"])
-        return _answer_from_record(record, pcs, digest, decision.inputs_digest, tenant, claim, from_wal)
-    if not store.transactional:
-        try:
-            store.complete(claim, outcome)
-        except DedupUnavailable:
-            # The decision is committed; the claim expires and later retries replay from the record.
-            logger.warning("ingest.dedup_complete_failed pcs_id=%s", pcs["pcs_id"])
-    if status == 200:
-        history_update(tenant_id=tenant.pk, pcs=pcs, d_hat=evaluation.d_hat)
-    _count_decision(tenant, status, params.version)
-    logger.info(
-        "ingest.decided pcs_id=%s tenant=%s status=%d reason=%s",
-        pcs["pcs_id"],
-        tenant.slug,
-        status,
-        reason or "-",
-    )
-    return IngestResult(status, body)
 
 
 def _answer_from_record(

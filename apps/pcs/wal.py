@@ -30,6 +30,7 @@ REQUEST_HEAD = struct.Struct(">BqH")  # record type, received_at (ns since epoch
 OUTCOME_HEAD = struct.Struct(">BQHH")  # record type, request offset, status, segment-name length
 REC_REQUEST = 1
 REC_OUTCOME = 2
+REC_BATCH = 3  # a submit:batch body: the same layout as a request
 NO_TENANT = 0xFFFF  # tenant length marking "no X-Tenant-Id header"
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # a frame claiming more is corruption, not data
 SEGMENT_SUFFIX = ".wal"
@@ -56,6 +57,7 @@ class WalRequest:
     received_at: datetime
     tenant_header: str | None
     body: bytes
+    batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,14 @@ class WalOutcome:
     status: int
 
 
-def encode_request(body: bytes, tenant_header: str | None, received_at: datetime) -> bytes:
-    """Payload bytes of a request record."""
+def encode_request(
+    body: bytes, tenant_header: str | None, received_at: datetime, batch: bool = False
+) -> bytes:
+    """Payload bytes of a request record (a batch record when ``batch``)."""
     tenant = tenant_header.encode() if tenant_header is not None else b""
     tenant_len = len(tenant) if tenant_header is not None else NO_TENANT
     ns = int(received_at.timestamp() * 1_000_000) * 1000
-    return REQUEST_HEAD.pack(REC_REQUEST, ns, tenant_len) + tenant + body
+    return REQUEST_HEAD.pack(REC_BATCH if batch else REC_REQUEST, ns, tenant_len) + tenant + body
 
 
 def encode_outcome(ref: WalRef, status: int) -> bytes:
@@ -192,9 +196,11 @@ class WalWriter:
             raise WalError(str(exc)) from exc
         return WalRef(segment.path.name, offset)
 
-    def append_request(self, *, body: bytes, tenant_header: str | None, received_at: datetime) -> WalRef:
+    def append_request(
+        self, *, body: bytes, tenant_header: str | None, received_at: datetime, batch: bool = False
+    ) -> WalRef:
         """Append a request and return once it is as durable as ``WAL_FSYNC`` asks."""
-        return self._append(encode_request(body, tenant_header, received_at), durable=True)
+        return self._append(encode_request(body, tenant_header, received_at, batch), durable=True)
 
     def append_outcome(self, ref: WalRef, status: int) -> None:
         """Record that the request at ``ref`` was answered; durable with the next fsync."""
@@ -217,7 +223,7 @@ class WalWriter:
 def decode(segment: str, offset: int, payload: bytes) -> WalRequest | WalOutcome:
     """Turn one record payload back into a request or an outcome."""
     kind = payload[0]
-    if kind == REC_REQUEST:
+    if kind in (REC_REQUEST, REC_BATCH):
         _, ns, tenant_len = REQUEST_HEAD.unpack_from(payload)
         start = REQUEST_HEAD.size
         if tenant_len == NO_TENANT:
@@ -225,7 +231,7 @@ def decode(segment: str, offset: int, payload: bytes) -> WalRequest | WalOutcome
         else:
             tenant, body_start = payload[start : start + tenant_len].decode(), start + tenant_len
         received = datetime.fromtimestamp(ns / 1e9, UTC)
-        return WalRequest(WalRef(segment, offset), received, tenant, payload[body_start:])
+        return WalRequest(WalRef(segment, offset), received, tenant, payload[body_start:], kind == REC_BATCH)
     if kind == REC_OUTCOME:
         _, ref_offset, status, name_len = OUTCOME_HEAD.unpack_from(payload)
         start = OUTCOME_HEAD.size

@@ -59,6 +59,7 @@ class Migration(migrations.Migration):
                 ("received_at", models.DateTimeField()),
                 ("tenant_header", models.CharField(blank=True, max_length=256, null=True)),
                 ("body", models.BinaryField()),
+                ("batch", models.BooleanField(default=False, help_text="a submit:batch body")),
                 ("error", models.TextField(help_text="the exception, as the replay saw it")),
                 ("attempts", models.PositiveIntegerField(default=1)),
                 ("quarantined_at", models.DateTimeField(auto_now_add=True)),
