@@ -72,7 +72,7 @@ if [ -n "$NGINX" ]; then
   # nginx refuses oversized bodies with the application's own limits, read from its settings.
   read -r max_body batch_max_body retry_after < <(
     $PY -c 'from django.conf import settings as s
-print(s.MAX_BODY_BYTES, getattr(s, "BATCH_MAX_BODY_BYTES", 8 * 1024 * 1024), s.RETRY_AFTER_SECONDS)'
+print(s.MAX_BODY_BYTES, s.BATCH_MAX_BODY_BYTES, s.RETRY_AFTER_SECONDS)'
   )
   nginx_dir="$FLK_VAR_DIR/nginx"
   $PY deployments/nginx/render.py --dir "$nginx_dir" --listen "$FLK_BIND" --upstream "$gunicorn_bind" \

@@ -64,7 +64,7 @@ def nginx_front(*, directory: Path, upstream: str) -> Iterator[Front]:
             "--max-body-bytes",
             str(settings.MAX_BODY_BYTES),
             "--batch-max-body-bytes",
-            str(getattr(settings, "BATCH_MAX_BODY_BYTES", 8 * 1024 * 1024)),
+            str(settings.BATCH_MAX_BODY_BYTES),
             "--retry-after",
             str(settings.RETRY_AFTER_SECONDS),
         ],

@@ -99,6 +99,8 @@ def gunicorn(workers: int = 2, log: Path | None = None, **env: str) -> Iterator[
             "gunicorn",
             "-c",
             str(ROOT / "deployments/gunicorn.conf.py"),
+            # Else every test server writes, and leaves behind, ~/.gunicorn/gunicorn.ctl.
+            "--no-control-socket",
             "flk_project.wsgi:application",
         ],
         env=server_env(FLK_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers), **env),
