@@ -13,32 +13,25 @@ import pytest
 import redis
 from django.conf import settings
 
-from apps.pcs import wal
-from apps.pcs.dedup import reset_dedup_store
-from apps.policy.anomaly import history_reset
 from apps.tenants.models import Tenant
-from apps.tenants.ratelimit import reset_rate_limiter
-from apps.tenants.selectors import reset_key_cache
 from apps.tenants.services import tenant_create, tenant_ensure_default, token_issue
 from flk_agent.signing import HmacSigner
+from flk_project import caches
 from tests.support.pcs_factory import make_pcs
 
 
 @pytest.fixture(autouse=True)
 def _isolated_stores(settings, tmp_path: Path) -> Iterator[None]:
-    """Each test gets its own WAL directory, an empty Redis database and fresh store clients."""
+    """Each test gets its own WAL directory, an empty Redis database and fresh store clients.
+
+    Every process-wide cache and client (WAL writer, dedup store, limiters, key and tenant caches,
+    anomaly history store) registers its reset in ``flk_project.caches``; one call forgets them all.
+    """
     settings.WAL_DIR = tmp_path / "wal"
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    wal.reset_writer()
-    reset_dedup_store()
-    reset_rate_limiter()
-    reset_key_cache()
-    history_reset()
+    caches.reset_all()
     yield
-    wal.reset_writer()
-    reset_dedup_store()
-    reset_rate_limiter()
-    reset_key_cache()
+    caches.reset_all()
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from django.utils import timezone
 from apps.pcs.errors import encode_body
 from apps.pcs.models import DedupEntry
 from apps.pcs.owner import owner_is_dead, process_owner
+from flk_project.caches import register
 
 ClaimState = Literal["claimed", "pending", "decided"]
 
@@ -302,3 +303,6 @@ def reset_dedup_store() -> None:
     """Forget the built store so the next call reads the settings again (tests)."""
     global _store
     _store = None
+
+
+register("pcs.dedup_store", reset_dedup_store)

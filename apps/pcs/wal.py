@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flk_project.caches import register
+
 logger = logging.getLogger("flk.wal")
 
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
@@ -345,3 +347,6 @@ def reset_writer() -> None:
         if _writer is not None and _writer.pid == os.getpid():
             _writer.close()
         _writer = None
+
+
+register("pcs.wal_writer", reset_writer)

@@ -23,6 +23,8 @@ import math
 import threading
 from dataclasses import dataclass, field
 
+from flk_project.caches import register
+
 ALPHA = 0.05
 Z_FULL = 12.0
 WARMUP = 20
@@ -92,3 +94,6 @@ def history_reset() -> None:
     """Forget every tenant's history (tests)."""
     with _lock:
         _histories.clear()
+
+
+register("policy.anomaly_history", history_reset)

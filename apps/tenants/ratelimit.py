@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.tenants.models import RateBucket, Tenant
+from flk_project.caches import register
 
 _LUA = """
 local rate = tonumber(ARGV[1])
@@ -258,3 +259,6 @@ def reset_rate_limiter() -> None:
     global _limiter, _failure_limiter
     _limiter = None
     _failure_limiter = None
+
+
+register("tenants.rate_limiters", reset_rate_limiter)

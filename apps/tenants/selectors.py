@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps.tenants.crypto import decrypt_secret
 from apps.tenants.models import SigningKey, Tenant
 from apps.tenants.ratelimit import get_rate_limiter
+from flk_project.caches import register
 
 T = TypeVar("T")
 
@@ -137,6 +138,9 @@ def reset_key_cache() -> None:
     _key_cache.clear()
     _tenant_cache.clear()
     policy_cache.clear()
+
+
+register("tenants.key_and_tenant_caches", reset_key_cache)
 
 
 def tenant_usage(*, tenant: Tenant) -> dict[str, object]:
