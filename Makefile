@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench services venv clean
+.PHONY: run test lint format bench loadtest services venv clean
 
 venv: $(STAMP)
 
@@ -32,9 +32,13 @@ test: venv services lint
 	$(BIN)/python -m pytest
 
 bench: venv services
-	$(BIN)/python bench/ingest_bench.py
-	$(BIN)/python bench/audit_append_bench.py
-	$(BIN)/python bench/policy_bench.py
+	$(BIN)/python -m bench.ingest_bench
+	$(BIN)/python -m bench.batch_bench
+	$(BIN)/python -m bench.audit_append_bench
+	$(BIN)/python -m bench.policy_bench
+
+loadtest: venv services
+	$(BIN)/python -m bench.loadtest
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

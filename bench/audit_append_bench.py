@@ -1,24 +1,21 @@
-"""Audit append cost at log sizes 1,000 and 100,000 (issue: appends must stay flat).
+"""Audit append cost at log sizes 1,000 and 100,000: an append must cost the same as the log grows.
 
 On a scratch PostgreSQL database, two tenants' logs are filled to 1,000 and 100,000 entries (chained
 correctly, written in bulk), then the same number of appends is timed on each, through the decision path
 (one statement per decision) and through ``audit_append`` (the ORM path), and so is sealing the new
-entries into a checkpoint. Prints medians and the large/small ratios; writes bench/results/.
+entries into a checkpoint. The 1,000-entry log is the baseline of the same run: the ratios 100k/1k are
+the figures to read (1.0 is flat). Writes bench/results/audit-latest.{txt,json}.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.stack import database_recreate, run_stamp, write_results
+
 DB = "flk_bench_audit"
 os.environ.update(
     DJANGO_SETTINGS_MODULE="flk_project.settings.bench",
@@ -32,8 +29,7 @@ SIZES = (1_000, 100_000)
 
 def main() -> int:
     """Fill, time, report."""
-    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], check=True)
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], check=True)
+    database_recreate(DB)
     import django
 
     django.setup()
@@ -124,11 +120,16 @@ def main() -> int:
     lines.append("ratio 100k/1k: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     text = "\n".join(lines)
     print(text)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (ROOT / f"bench/results/audit-append-{stamp}.json").write_text(
-        json.dumps({"results": {str(k): v for k, v in results.items()}, "ratios": ratios}, indent=2) + "\n"
+    write_results(
+        "audit",
+        text,
+        {
+            "when": run_stamp(),
+            "appends": APPENDS,
+            "results": {str(k): v for k, v in results.items()},
+            "ratios": ratios,
+        },
     )
-    (ROOT / "bench/results/audit-latest.txt").write_text(text + "\n")
     return 0
 
 

@@ -1,5 +1,6 @@
 -- wrk script: POST pre-generated PCS bodies, each body once (per connection stride), and report
--- latency percentiles and status counts as one JSON line.
+-- latency percentiles and status counts as one JSON line. FLK_BENCH_BODIES names the file of bodies
+-- (one JSON per line); FLK_BENCH_TENANT, when set, is sent as X-Tenant-Id.
 local bodies_path = os.getenv("FLK_BENCH_BODIES")
 local threads = {}
 local counter = 0
@@ -20,6 +21,8 @@ function init(args)
   statuses = {}
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  local tenant = os.getenv("FLK_BENCH_TENANT")
+  if tenant and tenant ~= "" then wrk.headers["X-Tenant-Id"] = tenant end
 end
 
 function request()
