@@ -2,19 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# `make run` installs only what the service needs (requirements.txt); `make venv`, and with it test,
+# lint and the benchmarks, adds the tools of requirements-dev.txt.
+RUNTIME_STAMP := $(VENV)/.installed-runtime-stamp
+DEV_STAMP := $(VENV)/.installed-dev-stamp
 
-.PHONY: run test lint format bench loadtest services venv clean
+.PHONY: run test lint format bench loadtest services venv venv-runtime clean
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
 
-$(STAMP): requirements.txt sdk/python/pyproject.toml
+venv-runtime: $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): requirements.txt sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
-	touch $(STAMP)
+	touch $(RUNTIME_STAMP)
 
-run: venv
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
+run: venv-runtime
 	deployments/local/run.sh
 
 services:
