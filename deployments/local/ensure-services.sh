@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
-# Make sure the services the test suite talks to answer on 127.0.0.1: PostgreSQL (trust auth for
-# 127.0.0.1) and Redis, and that the headless browser for the admin tests and nginx (the front of
-# `make run`, which the deployment tests start) are installed. Starts services that are installed
-# but stopped; installs what is missing with apt-get.
+# Make sure what the test suite needs on this machine is there: PostgreSQL answering on 127.0.0.1:5432
+# with trust auth for loopback clients, Redis on 127.0.0.1:6379, Debian's chromium (the admin's
+# browser tests drive it headless) and nginx (the front of `make run`, which the deployment tests
+# start as the current user).
+#
+# Every change to the machine is announced on its own line, with its reason, before it is made; when
+# nothing needs changing the script prints nothing. Running it again changes nothing more.
+#
+# Not started here, on purpose: the S3 API the tests use is moto's server mode, which the tests start
+# themselves on a free loopback port (tests/support/s3.py); and no test uses a Redis Cluster yet.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*"; }
+
+# Installing packages, editing /etc and starting system services need root: sudo when not root (it may
+# ask for a password, after the line that says why).
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    log "cannot run '$*': not root and sudo is not installed"
+    return 1
+  fi
+}
+
 apt_updated=0
-apt_install() {
+apt_install() {  # apt_install REASON PACKAGE...
+  local reason=$1; shift
   if [ "$apt_updated" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    log "will run apt-get update (refresh Debian's package lists before installing $*)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  log "will apt-get install $* ($reason)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
 wait_for() {  # wait_for DESCRIPTION COMMAND...
@@ -24,53 +47,70 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...
   log "$what did not come up"; return 1
 }
 
+# --- PostgreSQL -------------------------------------------------------------------------------------
 postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432 && psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; }
 
 if ! postgres_ready; then
   if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-    log "installing PostgreSQL"
-    apt_install postgresql postgresql-client
+    apt_install "PostgreSQL is not installed; the package creates a cluster 'main' and, where the init system allows it, starts it" \
+      postgresql postgresql-client
   fi
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
   hba=/etc/postgresql/$version/main/pg_hba.conf
-  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
-    log "allowing trust auth from 127.0.0.1 (test machine only)"
-    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  if ! as_root grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    log "will add 'host all all 127.0.0.1/32 trust' and 'host all all ::1/128 trust' at the top of $hba" \
+      "(the tests connect as postgres from loopback without a password; for a test machine only)"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    hba_changed=1
   fi
-  log "starting PostgreSQL $version"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
-    || pg_ctlcluster --skip-systemctl-redirect "$version" main reload
-  wait_for PostgreSQL postgres_ready
+  if pg_isready -q -h 127.0.0.1 -p 5432; then
+    if [ "${hba_changed:-0}" = 1 ]; then
+      log "will reload PostgreSQL $version/main (it is running; the new pg_hba.conf lines take effect on reload)"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    fi
+  else
+    log "will start PostgreSQL $version/main (installed, but nothing answers on 127.0.0.1:5432)"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  fi
+  if ! wait_for PostgreSQL postgres_ready; then
+    log "PostgreSQL answers on 127.0.0.1:5432 only with a password or not at all: see $hba and the server's log"
+    exit 1
+  fi
 fi
-log "PostgreSQL ready on 127.0.0.1:5432"
 
+# --- Redis ------------------------------------------------------------------------------------------
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   if ! command -v redis-server >/dev/null 2>&1; then
-    log "installing Redis"
-    apt_install redis-server
+    apt_install "Redis is not installed; the package may also start its own service" redis-server
   fi
-  log "starting Redis"
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log
-  wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    if [ ! -d /var/lib/redis ]; then
+      log "will create /var/lib/redis (the working directory of the Redis started below)"
+      as_root mkdir -p /var/lib/redis
+    fi
+    if [ ! -d /var/log/redis ]; then
+      log "will create /var/log/redis (where the Redis started below writes its log)"
+      as_root mkdir -p /var/log/redis
+    fi
+    log "will start redis-server in the background on 127.0.0.1:6379 without persistence, logging to" \
+      "/var/log/redis/ci.log (the tests need Redis and nothing answers there)"
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+  fi
 fi
-log "Redis ready on 127.0.0.1:6379"
 
-# The admin's browser tests drive Debian's chromium headless (Playwright uses it; it downloads none).
+# --- chromium ---------------------------------------------------------------------------------------
+# Playwright drives Debian's chromium headless (it downloads no browser of its own).
 if ! command -v chromium >/dev/null 2>&1; then
-  log "installing chromium"
-  apt_install chromium
+  apt_install "the admin's browser tests drive it headless, and it is not installed" chromium
 fi
-log "chromium: $(chromium --version 2>/dev/null | head -n 1)"
 
-# nginx: `make run` and the deployment tests start their own nginx as the current user, with its
+# --- nginx ------------------------------------------------------------------------------------------
+# `make run` and the deployment tests start their own nginx as the current user, with its
 # configuration under var/; the system service the package sets up is not used.
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  log "installing Debian's nginx package with apt-get: it adds /usr/sbin/nginx and /etc/nginx, and"
-  log "where the init system allows it, enables and starts the nginx service on port 80 (FLK does not"
-  log "use that service; 'systemctl disable --now nginx' stops it)"
-  apt_install nginx
+  apt_install "make run and the deployment tests put it in front of gunicorn, and it is not installed;\
+ the package adds /usr/sbin/nginx and /etc/nginx and, where the init system allows it, enables and\
+ starts an nginx service on port 80 that FLK does not use ('systemctl disable --now nginx' stops it)" nginx
 fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-log "$("$nginx_bin" -v 2>&1) at $nginx_bin"
