@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import Anchor, Checkpoint
-from apps.pcs.wal import fsync_dir
+from flk_project.fsync import fsync_dir
 
 
 class AnchorConflict(RuntimeError):

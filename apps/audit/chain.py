@@ -34,9 +34,15 @@ def entry_content(
     reason: str = "",
     policy_version: str = "",
     request_digest: str = "",
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The fields of an entry that its content hash covers (its place in the chain is added apart)."""
-    return {
+    """The fields of an entry that its content hash covers (its place in the chain is added apart).
+
+    ``details`` (structured facts: what a decision recomputed, PII flags, a key change) is covered when
+    it holds anything; an entry without details hashes as entries did before the field existed, so
+    logs written before it still verify.
+    """
+    content = {
         "tenant": tenant_id,
         "kind": kind,
         "actor": actor,
@@ -47,6 +53,9 @@ def entry_content(
         "policy_version": policy_version,
         "request_digest": request_digest,
     }
+    if details:
+        content["details"] = details
+    return content
 
 
 def content_hash(content: dict[str, Any]) -> str:

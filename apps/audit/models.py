@@ -26,6 +26,9 @@ class AuditEntry(models.Model):
         max_length=64, blank=True, help_text="hex SHA-256 of the signed payload"
     )
     actor = models.CharField(max_length=150)
+    details = models.JSONField(
+        default=dict, blank=True, help_text="structured facts, covered by the entry hash when not empty"
+    )
     created_at = models.DateTimeField()
     seq = models.BigIntegerField(help_text="index in the tenant's log, from 0")
     prev_hash = models.CharField(max_length=64)

@@ -1,10 +1,10 @@
-"""The async audit: re-verify every decision off the hot path, and check the chain as it goes.
+"""The async audit: re-verify every entry off the hot path, and check the chain as it goes.
 
-Per tenant, a cursor walks the log in ``seq`` order. Each entry's chain link is recomputed; for a
-decision, the stored record is checked against its entry and verified again from scratch: the stored PCS
-must hash to the digest it was decided under, its signature must verify with the keys valid when it
-was received, and re-running the checks of its policy version must give the same status, reason, D̂,
-regime and budget. The walk is gap-free because a tenant's entries commit in ``seq`` order (each append
+Per tenant, a cursor walks the log in ``seq`` order. Each entry's chain link is recomputed, and an entry
+of a kind that has a registered verifier is checked by it: the ingest app registers the one for
+decisions (``apps.pcs.reverify``), which checks the stored record against its entry and decides it again
+from scratch. The audit app knows nothing of PCS records or policies: it walks, records findings and
+keeps the cursor. The walk is gap-free because a tenant's entries commit in ``seq`` order (each append
 waits on the log head's row lock).
 
 What is found wrong goes to the dead-letter table at once (recomputation is deterministic: retrying a
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -27,20 +28,10 @@ from apps.audit.chain import GENESIS_HASH
 from apps.audit.models import AuditCursor, AuditDeadLetter, AuditEntry, AuditLogHead
 from apps.audit.selectors import entry_link_problem
 from apps.audit.services import audit_append
-from apps.pcs.errors import IngestError
-from apps.pcs.models import PcsRecord
-from apps.policy.checks import apply_policy, evaluate, sanity_check
-from apps.policy.selection import policy_for_version
 from apps.tenants.models import Tenant
-from apps.tenants.selectors import verification_keys_for
 from apps.tenants.services import VRF_CHANGED, vrf_audit_parse
-from flk_agent import vrf
-from flk_agent.pcs import payload_digest
-from flk_agent.signing import verify_signature
 
 logger = logging.getLogger("flk.audit")
-
-DECISION_KIND = "decision"
 
 
 @dataclass(frozen=True)
@@ -61,11 +52,29 @@ class TenantRun:
     findings: list[Finding] = field(default_factory=list)
 
 
-def _first_difference(pairs: dict[str, tuple[object, object]]) -> tuple[str, object, object] | None:
-    for name, (first, second) in pairs.items():
-        if first != second:
-            return name, first, second
-    return None
+class EntryVerifier(Protocol):
+    """Checks the entries of one kind beyond their chain link."""
+
+    def load(self, tenant_id: int, entries: list[AuditEntry]) -> Any:
+        """Read what checking ``entries`` needs, once per batch (records, key history)."""
+        ...
+
+    def check(self, entry: AuditEntry, loaded: Any) -> Finding | None:
+        """What is wrong with ``entry``; None when it verifies."""
+        ...
+
+
+_VERIFIERS: dict[str, EntryVerifier] = {}
+
+
+def verifier_register(kind: str, verifier: EntryVerifier) -> None:
+    """Have ``verifier`` check every entry of ``kind`` (called from an app's ``ready()``)."""
+    _VERIFIERS[kind] = verifier
+
+
+def _loaded_for(tenant_id: int, entries: list[AuditEntry]) -> dict[str, Any]:
+    kinds = {entry.kind for entry in entries}
+    return {kind: verifier.load(tenant_id, entries) for kind, verifier in _VERIFIERS.items() if kind in kinds}
 
 
 @dataclass(frozen=True)
@@ -81,97 +90,15 @@ def vrf_history(tenant_id: int) -> list[VrfSetting]:
     """Every VRF setting of a tenant, oldest first, read from its (tamper-evident) audit log."""
     entries = AuditEntry.objects.filter(tenant_id=tenant_id, kind=VRF_CHANGED).order_by("seq")
     history = []
-    for seq, reason in entries.values_list("seq", "reason"):
+    for seq, reason, details in entries.values_list("seq", "reason", "details"):
+        if details:
+            history.append(VrfSetting(seq, details["vrf_required"], details["vrf_public_key"]))
+            continue
+        # Entries written before details existed kept the setting in their reason only.
         setting = vrf_audit_parse(reason)
         if setting is not None:
             history.append(VrfSetting(seq, *setting))
     return history
-
-
-def _vrf_finding(pcs: dict, seq: int, history: list[VrfSetting]) -> Finding | None:
-    setting = next((s for s in reversed(history) if s.seq < seq), None)
-    if setting is None:
-        return None  # no VRF was ever configured before this decision
-    if pcs.get("vrf_proof") is None:
-        return (
-            Finding("vrf_invalid", "the tenant required a VRF proof and the PCS has none")
-            if setting.required
-            else None
-        )
-    if not setting.public_key_hex:
-        return None
-    try:
-        vrf.verify_pcs(bytes.fromhex(setting.public_key_hex), pcs)
-    except vrf.VrfError as exc:
-        return Finding("vrf_invalid", f"under the key in effect since entry {setting.seq}: {exc}")
-    return None
-
-
-def decision_reverify(
-    entry: AuditEntry, record: PcsRecord | None, vrf_settings: list[VrfSetting] | None = None
-) -> Finding | None:
-    """Check a decision entry against its record and decide the record again; None when all agree.
-
-    ``vrf_settings`` is the tenant's ``vrf_history`` (read here when not given).
-    """
-    if record is None:
-        return Finding("record_missing", f"no PCS record {entry.pcs_id!r} for this decision")
-    answered = {
-        "audit_entry_id": (record.audit_entry_id, entry.id),
-        "status": (record.status_code, entry.status),
-        "reason": (record.reason, entry.reason),
-        "policy_version": (record.policy_version, entry.policy_version),
-        "payload_digest": (record.payload_digest, entry.request_digest),
-    }
-    differs = _first_difference(answered)
-    if differs is not None:
-        name, stored, logged = differs
-        return Finding("record_mismatch", f"record {name} {stored!r} but the audit entry says {logged!r}")
-    pcs = record.pcs
-    if payload_digest(pcs).hex() != record.payload_digest:
-        return Finding("digest_mismatch", "the stored PCS does not hash to the digest it was decided under")
-    keys = verification_keys_for(tenant=record.tenant, key_id=pcs.get("key_id"), at=record.received_at)
-    if not any(
-        verify_signature(key.alg, key.key, bytes.fromhex(record.payload_digest), pcs["sig"]) for key in keys
-    ):
-        return Finding(
-            "signature_invalid",
-            f"no key valid at {record.received_at.isoformat()} (key_id {pcs.get('key_id')!r}) verifies it",
-        )
-    history = vrf_settings if vrf_settings is not None else vrf_history(record.tenant_id)
-    vrf_problem = _vrf_finding(pcs, entry.seq, history)
-    if vrf_problem is not None:
-        return vrf_problem
-    params = policy_for_version(tenant_id=record.tenant_id, version=record.policy_version)
-    try:
-        sanity_check(pcs, received_at=record.received_at, params=params)
-    except IngestError as exc:
-        return Finding("decision_differs", f"it now fails the sanity check: {exc.detail}")
-    evaluation = evaluate(pcs, params=params)
-    # Inputs that depend on more than the record are taken as recorded: the anomaly score (the
-    # tenant's history at that moment) and the PII flags (a redacted PCS no longer shows its PII).
-    evaluation.flags += [part for part in record.reason.split(",") if part.startswith("pii:")]
-    score = record.anomaly_score if record.anomaly_score is not None else 0.0
-    apply_policy(evaluation, pcs, params=params, anomaly_score=score)
-    recomputed = {
-        "status": (record.status_code, evaluation.status),
-        "reason": (record.reason, evaluation.reason),
-        "D_hat": (record.d_hat, evaluation.d_hat),
-        "regime": (record.regime, evaluation.regime),
-        "budget": (record.budget, evaluation.budget),
-    }
-    differs = _first_difference(recomputed)
-    if differs is not None:
-        name, stored, again = differs
-        return Finding("decision_differs", f"stored {name} {stored!r}, recomputed {again!r}")
-    return None
-
-
-def _records_for(tenant_id: int, entries: list[AuditEntry]) -> dict[str, PcsRecord]:
-    """The PCS records of the decision entries among ``entries``, by pcs_id."""
-    pcs_ids = [e.pcs_id for e in entries if e.kind == DECISION_KIND]
-    records = PcsRecord.objects.filter(tenant_id=tenant_id, pcs_id__in=pcs_ids).select_related("tenant")
-    return {record.pcs_id: record for record in records}
 
 
 def _dead_letter(tenant: Tenant, seq: int, entry: AuditEntry | None, finding: Finding) -> None:
@@ -205,18 +132,13 @@ def _locked_cursor(tenant: Tenant) -> AuditCursor | None:
 
 
 def _entry_finding(
-    entry: AuditEntry,
-    expected_seq: int,
-    prev_hash: str,
-    record: PcsRecord | None,
-    vrf_settings: list[VrfSetting] | None = None,
+    entry: AuditEntry, expected_seq: int, prev_hash: str, loaded: dict[str, Any]
 ) -> Finding | None:
     problem = entry_link_problem(entry, expected_seq=expected_seq, prev_hash=prev_hash)
     if problem is not None:
         return Finding("chain_broken", problem)
-    if entry.kind == DECISION_KIND:
-        return decision_reverify(entry, record, vrf_settings)
-    return None
+    verifier = _VERIFIERS.get(entry.kind)
+    return verifier.check(entry, loaded.get(entry.kind)) if verifier is not None else None
 
 
 @transaction.atomic
@@ -227,8 +149,7 @@ def tenant_audit_run(*, tenant: Tenant, batch: int, max_attempts: int) -> Tenant
     if cursor is None:
         return run
     entries = list(AuditEntry.objects.filter(tenant=tenant, seq__gte=cursor.next_seq).order_by("seq")[:batch])
-    records = _records_for(tenant.pk, entries)
-    vrf_settings = vrf_history(tenant.pk)
+    loaded = _loaded_for(tenant.pk, entries)
     for entry in entries:
         if entry.seq > cursor.next_seq:  # a gap: entries were deleted from under the chain
             finding = Finding("chain_broken", f"entries {cursor.next_seq}..{entry.seq - 1} are missing")
@@ -238,8 +159,7 @@ def tenant_audit_run(*, tenant: Tenant, batch: int, max_attempts: int) -> Tenant
             # The gap is the finding; the entry after it is checked against its own stated link.
             cursor.next_seq, cursor.last_hash = entry.seq, entry.prev_hash
         try:
-            record = records.get(entry.pcs_id)
-            finding = _entry_finding(entry, cursor.next_seq, cursor.last_hash, record, vrf_settings)
+            finding = _entry_finding(entry, cursor.next_seq, cursor.last_hash, loaded)
         except DatabaseError:
             raise
         except Exception as exc:  # a defect or bad data: count it against this entry, not the run
@@ -289,9 +209,8 @@ def dead_letter_retry(*, dead_letter: AuditDeadLetter, actor: str) -> Finding | 
     else:
         previous = AuditEntry.objects.filter(tenant_id=entry.tenant_id, seq=entry.seq - 1).first()
         prev_hash = previous.entry_hash if previous else GENESIS_HASH
-        record = _records_for(entry.tenant_id, [entry]).get(entry.pcs_id)
         try:
-            finding = _entry_finding(entry, entry.seq, prev_hash, record)
+            finding = _entry_finding(entry, entry.seq, prev_hash, _loaded_for(entry.tenant_id, [entry]))
         except DatabaseError:
             raise
         except Exception as exc:

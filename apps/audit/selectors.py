@@ -37,6 +37,7 @@ def entry_content_of(entry: AuditEntry) -> dict[str, Any]:
         reason=entry.reason,
         policy_version=entry.policy_version,
         request_digest=entry.request_digest,
+        details=entry.details,
     )
 
 

@@ -34,9 +34,6 @@ decisions_by_policy = Counter(
     "Decisions per tenant, policy version and outcome (accepted, escalated, rejected)",
     ["tenant_id", "policy_version", "outcome"],
 )
-pii_detected_by_tenant = Counter(
-    "flk_pii_detected_by_tenant", "PII found in free-text fields of PCS", ["tenant_id", "kind", "mode"]
-)
 
 verify_latency = Histogram(
     "flk_verify_latency_seconds",

@@ -1,9 +1,9 @@
-"""Writing a decision: its audit entry and its ``PcsRecord``, atomically.
+"""Writing decisions: their audit entries (through ``apps.audit.appender``) and their ``PcsRecord`` rows.
 
-On PostgreSQL one statement (data-modifying CTEs) advances the tenant's audit log head, computes the
-chain link, and inserts the entry and the record: the head row is locked only from that statement to
-commit, with no Python work in between, and none of the ORM's per-insert work is paid. Other databases
-(the embedded SQLite) take the ORM path through ``audit_append``, which writes the same rows.
+A group of decisions of one tenant is written under one lock of the tenant's audit head: on PostgreSQL
+in one statement that composes the appender's CTEs with the records' insert (every column passed as an
+array, so the statement text is the same for 1 or 1,000 decisions and psycopg prepares it once); on other
+databases (the embedded SQLite) through the ORM, with the same rows.
 
 The stored answer is the exact JSON text returned to the agent, replayed byte for byte.
 """
@@ -11,17 +11,17 @@ The stored answer is the exact JSON text returned to the agent, replayed byte fo
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.audit.chain import content_hash, entry_content
-from apps.audit.models import AuditEntry, AuditLogHead
-from apps.audit.services import audit_append, audit_head_ensure
+from apps.audit.appender import EntryDraft, append_statement, audit_append_many, chain, head_lock
 from apps.pcs.errors import encode_body
 from apps.pcs.identity import inputs_digest
 from apps.pcs.models import PcsRecord
@@ -45,159 +45,174 @@ class Decision:
     received_at: datetime
     actor: str
     anomaly_score: float | None = None
+    # What the decision entry commits to besides its columns: recomputed values, check verdicts, flags.
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def inputs_digest(self) -> str:
         """Digest of the unsigned fields the decision read (see ``apps.pcs.identity``)."""
         return inputs_digest(self.pcs)
 
-
-def _single_statement_sql() -> str:
-    audit = AuditEntry._meta.db_table
-    record = PcsRecord._meta.db_table
-    head = AuditLogHead._meta.db_table
-    # One statement: advance the tenant's log head (the UPDATE locks the row only until commit, and
-    # its SET sees the old last_hash, so the link is computed here), insert the entry at the head's
-    # old size, insert the record that points at it. RETURNING of an UPDATE gives the new row.
-    return f"""
-        WITH head AS (
-            UPDATE {head}
-            SET size = size + 1, prev_hash = last_hash,
-                last_hash = encode(sha256(decode(last_hash, 'hex') || decode(%(content_hash)s, 'hex')), 'hex')
-            WHERE tenant_id = %(tenant_id)s
-            RETURNING size - 1 AS seq, prev_hash, last_hash AS entry_hash
-        ), entry AS (
-            INSERT INTO {audit} (tenant_id, kind, pcs_id, status, reason, policy_version,
-                                 request_digest, actor, created_at, seq, prev_hash, entry_hash)
-            SELECT %(tenant_id)s, %(kind)s, %(pcs_id)s, %(status)s, %(reason)s, %(policy_version)s,
-                   %(request_digest)s, %(actor)s, %(created_at)s, seq, prev_hash, entry_hash
-            FROM head
-            RETURNING id, seq
-        ), rec AS (
-            INSERT INTO {record} (tenant_id, pcs_id, payload_digest, inputs_digest, shard_id, epoch, pcs,
-                                  status_code,
-                                  accepted, escalated, reason, policy_version, d_hat, regime, budget,
-                                  anomaly_score, response, audit_entry_id, received_at, decided_at)
-            SELECT %(tenant_id)s, %(pcs_id)s, %(request_digest)s, %(inputs_digest)s, %(shard_id)s, %(epoch)s,
-                   %(pcs)s::jsonb,
-                   %(status)s, %(accepted)s, %(escalated)s, %(reason)s, %(policy_version)s, %(d_hat)s,
-                   %(regime)s, %(budget)s, %(anomaly_score)s,
-                   %(response_head)s || entry.seq::text || '}}', entry.id,
-                   %(received_at)s, %(created_at)s
-            FROM entry
-            RETURNING 1
+    def draft(self) -> EntryDraft:
+        """The audit entry of this decision."""
+        return EntryDraft(
+            kind=DECISION_KIND,
+            actor=self.actor,
+            pcs_id=self.pcs["pcs_id"],
+            status=self.status,
+            reason=self.reason,
+            policy_version=self.policy_version,
+            request_digest=self.digest,
+            details=self.details,
         )
-        SELECT entry.seq FROM entry, rec
-    """
 
 
-_SQL: str | None = None
+Written = tuple[Decision, dict[str, Any]]  # a decision and the answer body it stores
 
 
 def decision_insert(*, decision: Decision, body: dict[str, Any], single_statement: bool | None = None) -> int:
-    """Store the decision with its chained audit entry; set ``body["audit_index"]`` and return it.
+    """Store one decision with its chained audit entry; set ``body["audit_index"]`` and return it.
 
-    The audit index is the entry's position in the tenant's log, the last key of the stored answer.
     Raises ``IntegrityError`` when the PCS was already decided (the unique constraint), in which case
     nothing is written. ``single_statement`` defaults to "on PostgreSQL".
     """
+    with transaction.atomic():
+        return _insert_group(decision.tenant_id, [(decision, body)], single_statement)[0]
+
+
+def decisions_insert(*, written: Sequence[Written]) -> list[int | None]:
+    """Store a group of decisions, one head lock per tenant; each one's audit index, in order.
+
+    A decision whose PCS already has a record gets None and nothing is written for it; the others are
+    written all the same. Must run inside the caller's transaction.
+    """
+    results: list[int | None] = [None] * len(written)
+    by_tenant: dict[int, list[int]] = defaultdict(list)
+    for index, (decision, _) in enumerate(written):
+        by_tenant[decision.tenant_id].append(index)
+    for tenant_id, indices in sorted(by_tenant.items()):  # one lock order: no deadlock between groups
+        try:
+            with transaction.atomic():
+                seqs: list[int | None] = list(_insert_group(tenant_id, [written[i] for i in indices]))
+        except IntegrityError:
+            # Rare: a PCS decided concurrently behind the hot store's back. One at a time, each in
+            # its own savepoint, so only that one is left out.
+            seqs = []
+            for i in indices:
+                try:
+                    with transaction.atomic():
+                        seqs.append(_insert_group(tenant_id, [written[i]])[0])
+                except IntegrityError:
+                    seqs.append(None)
+        for i, seq in zip(indices, seqs, strict=True):
+            results[i] = seq
+    return results
+
+
+def _insert_group(
+    tenant_id: int, group: Sequence[Written], single_statement: bool | None = None
+) -> list[int]:
     if single_statement is None:
         single_statement = connection.vendor == "postgresql"
-    body.pop("audit_index", None)
-    seq = _insert_single_statement(decision, body) if single_statement else _insert_with_orm(decision, body)
-    body["audit_index"] = seq
-    return seq
+    for _, body in group:
+        body.pop("audit_index", None)
+    seqs = _insert_composed(tenant_id, group) if single_statement else _insert_with_orm(tenant_id, group)
+    for (_, body), seq in zip(group, seqs, strict=True):
+        body["audit_index"] = seq
+    return seqs
 
 
-def _insert_single_statement(decision: Decision, body: dict[str, Any]) -> int:
-    global _SQL
-    if _SQL is None:
-        _SQL = _single_statement_sql()
-    pcs = decision.pcs
-    created_at = timezone.now()
-    content = entry_content(
-        tenant_id=decision.tenant_id,
-        kind=DECISION_KIND,
-        actor=decision.actor,
-        created_at=created_at,
-        pcs_id=pcs["pcs_id"],
-        status=decision.status,
-        reason=decision.reason,
-        policy_version=decision.policy_version,
-        request_digest=decision.digest,
+def _records_sql() -> str:
+    record = PcsRecord._meta.db_table
+    return f"""
+        , rec AS (
+            INSERT INTO {record} (tenant_id, pcs_id, payload_digest, inputs_digest, shard_id, epoch, pcs,
+                                  status_code, accepted, escalated, reason, policy_version, d_hat, regime,
+                                  budget, anomaly_score, response, audit_entry_id, received_at, decided_at)
+            SELECT %(audit_tenant)s, r.pcs_id, r.payload_digest, r.inputs_digest, r.shard_id, r.epoch,
+                   r.pcs::jsonb, r.status_code, r.status_code = 200, r.status_code = 202, r.reason,
+                   r.policy_version, r.d_hat, r.regime, r.budget, r.anomaly_score,
+                   r.response_head || entry.seq::text || '}}', entry.id, r.received_at, %(audit_created_at)s
+            FROM unnest(%(seq)s::bigint[], %(pcs_id)s::text[], %(payload_digest)s::text[],
+                        %(inputs_digest)s::text[], %(shard_id)s::text[], %(epoch)s::bigint[], %(pcs)s::text[],
+                        %(status_code)s::int[], %(reason)s::text[], %(policy_version)s::text[],
+                        %(d_hat)s::float8[], %(regime)s::text[], %(budget)s::float8[],
+                        %(anomaly_score)s::float8[], %(response_head)s::text[],
+                        %(received_at)s::timestamptz[])
+                 AS r(seq, pcs_id, payload_digest, inputs_digest, shard_id, epoch, pcs, status_code, reason,
+                      policy_version, d_hat, regime, budget, anomaly_score, response_head, received_at)
+            JOIN entry ON entry.seq = r.seq
+            RETURNING 1
+        )
+        SELECT count(*) FROM rec
+    """
+
+
+def _insert_composed(tenant_id: int, group: Sequence[Written]) -> list[int]:
+    chained = chain(
+        tenant_id=tenant_id,
+        head=head_lock(tenant_id=tenant_id),
+        drafts=[decision.draft() for decision, _ in group],
+        created_at=timezone.now(),
     )
-    params = {
-        "tenant_id": decision.tenant_id,
-        "kind": DECISION_KIND,
-        "pcs_id": pcs["pcs_id"],
-        "status": decision.status,
-        "reason": decision.reason,
-        "policy_version": decision.policy_version,
-        "request_digest": decision.digest,
-        "inputs_digest": decision.inputs_digest,
-        "actor": decision.actor,
-        "created_at": created_at,
-        "content_hash": content_hash(content),
-        "shard_id": pcs["shard_id"],
-        "epoch": pcs["epoch"],
-        "pcs": json.dumps(pcs, ensure_ascii=False),
-        "accepted": decision.status == 200,
-        "escalated": decision.status == 202,
-        "d_hat": decision.d_hat,
-        "regime": decision.regime,
-        "budget": decision.budget,
-        "anomaly_score": decision.anomaly_score,
+    audit_sql, params = append_statement(chained)
+    decisions = [decision for decision, _ in group]
+    params.update(
+        seq=[c.seq for c in chained],
+        pcs_id=[d.pcs["pcs_id"] for d in decisions],
+        payload_digest=[d.digest for d in decisions],
+        inputs_digest=[d.inputs_digest for d in decisions],
+        shard_id=[d.pcs["shard_id"] for d in decisions],
+        epoch=[d.pcs["epoch"] for d in decisions],
+        pcs=[json.dumps(d.pcs, ensure_ascii=False) for d in decisions],
+        status_code=[d.status for d in decisions],
+        reason=[d.reason for d in decisions],
+        policy_version=[d.policy_version for d in decisions],
+        d_hat=[d.d_hat for d in decisions],
+        regime=[d.regime for d in decisions],
+        budget=[d.budget for d in decisions],
+        anomaly_score=[d.anomaly_score for d in decisions],
         # {"a":1} -> {"a":1,"audit_index":  and the statement appends  <seq>}
-        "response_head": encode_body(body)[:-1] + ',"audit_index":',
-        "received_at": decision.received_at,
-    }
+        response_head=[encode_body(body)[:-1] + ',"audit_index":' for _, body in group],
+        received_at=[d.received_at for d in decisions],
+    )
     # A raw psycopg cursor binds parameters on the server, so psycopg prepares the statement after a
-    # few executions; Django's cursor would quote every value in Python and re-plan each time. Inside
-    # a caller's transaction the statement takes a savepoint, so a duplicate leaves that usable.
-    for _ in range(2):
-        scope = transaction.atomic() if connection.in_atomic_block else nullcontext()
-        connection.ensure_connection()
-        with scope, connection.wrap_database_errors, connection.connection.cursor() as cursor:
-            cursor.execute(_SQL, params)
-            row = cursor.fetchone()
-        if row is not None:
-            return row[0]
-        audit_head_ensure(tenant_id=decision.tenant_id)  # the tenant's first entry: create its head
-    raise RuntimeError("the audit log head could not be created")
+    # few executions; Django's cursor would quote every value in Python and re-plan each time.
+    scope = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with scope, connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        cursor.execute("WITH " + audit_sql + _records_sql(), params)
+        (count,) = cursor.fetchone()
+    if count != len(group):
+        raise RuntimeError(f"{count} of {len(group)} decision records written")
+    return [c.seq for c in chained]
 
 
-def _insert_with_orm(decision: Decision, body: dict[str, Any]) -> int:
-    pcs = decision.pcs
-    with transaction.atomic():
-        entry = audit_append(
-            tenant_id=decision.tenant_id,
-            kind=DECISION_KIND,
-            actor=decision.actor,
-            pcs_id=pcs["pcs_id"],
-            status=decision.status,
-            reason=decision.reason,
-            policy_version=decision.policy_version,
-            request_digest=decision.digest,
-        )
-        PcsRecord.objects.create(
-            tenant_id=decision.tenant_id,
-            pcs_id=pcs["pcs_id"],
-            payload_digest=decision.digest,
-            inputs_digest=decision.inputs_digest,
-            shard_id=pcs["shard_id"],
-            epoch=pcs["epoch"],
-            pcs=pcs,
-            status_code=decision.status,
-            accepted=decision.status == 200,
-            escalated=decision.status == 202,
-            reason=decision.reason,
-            policy_version=decision.policy_version,
-            d_hat=decision.d_hat,
-            regime=decision.regime,
-            budget=decision.budget,
-            anomaly_score=decision.anomaly_score,
-            response=encode_body({**body, "audit_index": entry.seq}),
-            audit_entry_id=entry.pk,
-            received_at=decision.received_at,
-        )
-    return entry.seq
+def _insert_with_orm(tenant_id: int, group: Sequence[Written]) -> list[int]:
+    entries = audit_append_many(tenant_id=tenant_id, drafts=[decision.draft() for decision, _ in group])
+    PcsRecord.objects.bulk_create(
+        [
+            PcsRecord(
+                tenant_id=tenant_id,
+                pcs_id=decision.pcs["pcs_id"],
+                payload_digest=decision.digest,
+                inputs_digest=decision.inputs_digest,
+                shard_id=decision.pcs["shard_id"],
+                epoch=decision.pcs["epoch"],
+                pcs=decision.pcs,
+                status_code=decision.status,
+                accepted=decision.status == 200,
+                escalated=decision.status == 202,
+                reason=decision.reason,
+                policy_version=decision.policy_version,
+                d_hat=decision.d_hat,
+                regime=decision.regime,
+                budget=decision.budget,
+                anomaly_score=decision.anomaly_score,
+                response=encode_body({**body, "audit_index": entry.seq}),
+                audit_entry_id=entry.pk,
+                received_at=decision.received_at,
+            )
+            for (decision, body), entry in zip(group, entries, strict=True)
+        ]
+    )
+    return [entry.seq for entry in entries]

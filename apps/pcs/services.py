@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,20 +17,21 @@ from typing import Any, NoReturn
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, InternalError, OperationalError, transaction
+from django.db import InterfaceError, InternalError, OperationalError, transaction
 
 from apps.pcs import metrics, wal
+from apps.pcs.commit import GroupCommitter
 from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_store
 from apps.pcs.errors import IngestError, printable
 from apps.pcs.identity import differing_fields, inputs_digest
 from apps.pcs.models import PcsRecord
 from apps.pcs.parsing import parse_batch, parse_pcs, validate_pcs
-from apps.pcs.records import Decision, decision_insert
-from apps.policy.anomaly import anomaly_score, history_update
-from apps.policy.checks import Evaluation, apply_policy, evaluate, sanity_check
+from apps.pcs.records import Decision, decisions_insert
+from apps.policy.anomaly import history_update
+from apps.policy.checks import Evaluation
+from apps.policy.decide import decide
+from apps.policy.errors import PolicyRefusal
 from apps.policy.params import PolicyParams
-from apps.policy.pii import SIGNED_TEXT_FIELDS, pii_redacted, pii_scan
-from apps.policy.selection import policy_for_pcs
 from apps.tenants.models import Tenant
 from apps.tenants.ratelimit import get_auth_failure_limiter, get_rate_limiter, retry_after_header
 from apps.tenants.selectors import tenant_resolve, verification_keys_for
@@ -205,7 +207,7 @@ def _decide_items(items: list[Any], tenant: Tenant, request: _Request) -> list[I
         for _, verdict in verdicts:
             _release(verdict.claim)
         raise
-    stored = _store([verdict for _, verdict in verdicts], request.from_wal)
+    stored = _committer(request.from_wal).submit([verdict for _, verdict in verdicts]) if verdicts else []
     for (index, _), result in zip(verdicts, stored, strict=True):
         results[index] = result
     for index, pcs in repeats:
@@ -400,7 +402,7 @@ def _decide(
     prepared = _prepare(pcs, tenant, request)
     if isinstance(prepared, IngestResult):
         return prepared
-    return _store([prepared], from_wal)[0]
+    return _committer(from_wal).submit([prepared])[0]
 
 
 def _prepare(pcs: dict[str, Any], tenant: Tenant, request: _Request) -> IngestResult | _Verdict:
@@ -452,17 +454,13 @@ def _release(claim: Claim) -> None:
 
 
 def _judge(pcs: dict[str, Any], tenant: Tenant, digest: str, claim: Claim, received_at: datetime) -> _Verdict:
-    """Sanity checks, PII, recomputation, anomaly score and policy: the decision and its answer."""
-    params = policy_for_pcs(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"])
-    passed = sanity_check(pcs, received_at=received_at, params=params)
-    pcs, pii_flags = _pii_gate(pcs, tenant)
-    evaluation = evaluate(pcs, params=params)
-    evaluation.flags += pii_flags
-    score = anomaly_score(
-        tenant_id=tenant.pk, pcs=pcs, d_hat=evaluation.d_hat, soft_violations=len(evaluation.escalations)
-    )
-    apply_policy(evaluation, pcs, params=params, anomaly_score=score)
-    status, reason = evaluation.status, evaluation.reason
+    """Decide the PCS (``apps.policy.decide``) and build its answer and its record."""
+    try:
+        judgement = decide(pcs=pcs, tenant=tenant, received_at=received_at)
+    except PolicyRefusal as exc:
+        raise IngestError(400, exc.code, exc.detail, field=exc.field) from exc
+    pcs, params, passed, evaluation = judgement.pcs, judgement.params, judgement.passed, judgement.evaluation
+    status, reason = judgement.status, judgement.reason
     checks = [{"name": "signature", "verdict": "pass"}]
     if tenant.vrf_required or "vrf_proof" in pcs:
         checks.append({"name": "vrf", "verdict": "pass" if tenant.vrf_public_key else "skipped"})
@@ -503,8 +501,25 @@ def _judge(pcs: dict[str, Any], tenant: Tenant, digest: str, claim: Claim, recei
         received_at=received_at,
         actor=INGEST_ACTOR,
         anomaly_score=evaluation.anomaly_score,
+        details=judgement.details(checks),
     )
     return _Verdict(pcs, tenant, claim, params, evaluation, decision, body)
+
+
+# One committer per process and per kind of caller: replayed decisions do not count as dedup hits,
+# so they are never grouped with live ones (the flag travels with the group, not with each verdict).
+_committers: dict[bool, GroupCommitter[_Verdict, IngestResult]] = {}
+_committers_lock = threading.Lock()
+
+
+def _committer(from_wal: bool) -> GroupCommitter[_Verdict, IngestResult]:
+    committer = _committers.get(from_wal)
+    if committer is None:
+        with _committers_lock:
+            committer = _committers.setdefault(
+                from_wal, GroupCommitter(lambda verdicts: _store(verdicts, from_wal))
+            )
+    return committer
 
 
 def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
@@ -517,13 +532,11 @@ def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
     results: list[IngestResult | None] = [None] * len(verdicts)
     try:
         with transaction.atomic():
-            for index, verdict in enumerate(verdicts):
-                try:
-                    decision_insert(decision=verdict.decision, body=verdict.body)
-                except IntegrityError:
+            seqs = decisions_insert(written=[(verdict.decision, verdict.body) for verdict in verdicts])
+            for index, (verdict, seq) in enumerate(zip(verdicts, seqs, strict=True)):
+                if seq is None:
                     results[index] = _answer_from_conflicting_insert(verdict, from_wal)
-                    continue
-                if store.transactional:
+                elif store.transactional:
                     store.complete(verdict.claim, _outcome(verdict))
     except BaseException:
         for verdict in verdicts:
@@ -569,28 +582,6 @@ def _decided(verdict: _Verdict) -> IngestResult:
         decision.reason or "-",
     )
     return IngestResult(status, verdict.body)
-
-
-def _pii_gate(pcs: dict[str, Any], tenant: Tenant) -> tuple[dict[str, Any], list[str]]:
-    """Apply the tenant's PII mode: the PCS to store (redacted or not) and the audit flags; or refuse."""
-    findings = pii_scan(pcs)
-    if not findings:
-        return pcs, []
-    for finding in findings:
-        metrics.pii_detected_by_tenant.labels(tenant.slug, finding.kind, tenant.pii_mode).inc()
-    first = findings[0]
-    if tenant.pii_mode == Tenant.PII_BLOCK:
-        raise IngestError(400, "pii_detected", f"{first.kind} found in {first.field}", field=first.field)
-    signed = [f for f in findings if f.field in SIGNED_TEXT_FIELDS]
-    if tenant.pii_mode == Tenant.PII_REDACT and signed:
-        raise IngestError(
-            400,
-            "pii_detected",
-            f"{signed[0].kind} found in {signed[0].field}, which is signed and cannot be redacted",
-            field=signed[0].field,
-        )
-    flags = sorted({f"pii:{f.field}" for f in findings})
-    return (pii_redacted(pcs) if tenant.pii_mode == Tenant.PII_REDACT else pcs), flags
 
 
 def _answer_stored(

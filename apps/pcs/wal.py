@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flk_project.caches import register
+from flk_project.fsync import fsync_dir
 
 logger = logging.getLogger("flk.wal")
 
@@ -89,15 +90,6 @@ def encode_outcome(ref: WalRef, status: int) -> bytes:
 def frame(payload: bytes) -> bytes:
     """Length + CRC-32 + payload."""
     return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a directory's entries (a new or renamed file) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Segment:

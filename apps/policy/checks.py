@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from apps.pcs.errors import IngestError
+from apps.policy.errors import PolicyRefusal
 from apps.policy.params import PolicyParams
 from apps.policy.rules import RuleError, rule_context, rule_matches
 from flk_agent import signals
@@ -78,8 +78,8 @@ class Evaluation:
 COH_STAR_MIN = 1 / 20
 
 
-def _fail_sanity(field_name: str, detail: str) -> IngestError:
-    return IngestError(400, "sanity_failed", detail, field=field_name)
+def _fail_sanity(field_name: str, detail: str) -> PolicyRefusal:
+    return PolicyRefusal("sanity_failed", detail, field=field_name)
 
 
 def sanity_check(pcs: dict[str, Any], *, received_at: datetime, params: PolicyParams) -> list[str]:

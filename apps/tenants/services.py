@@ -35,8 +35,10 @@ class NewKey:
     secret: str | None
 
 
-def _audit(tenant: Tenant, kind: str, actor: str, detail: str) -> None:
-    audit_append(tenant_id=tenant.pk, kind=kind, actor=actor, reason=detail[:200])
+def _audit(
+    tenant: Tenant, kind: str, actor: str, detail: str, details: dict[str, object] | None = None
+) -> None:
+    audit_append(tenant_id=tenant.pk, kind=kind, actor=actor, reason=detail[:200], details=details)
 
 
 @transaction.atomic
@@ -135,7 +137,11 @@ def vrf_audit_detail(*, required: bool, public_key_hex: str) -> str:
 
 
 def vrf_audit_parse(reason: str) -> tuple[bool, str] | None:
-    """(required, public key hex or "") from a ``vrf_audit_detail`` reason; None for another form."""
+    """(required, public key hex or "") from a ``vrf_audit_detail`` reason; None for another form.
+
+    Only for ``vrf_changed`` entries written before entries had details: newer ones carry the setting
+    as structured facts.
+    """
     match = _VRF_DETAIL.fullmatch(reason)
     if match is None:
         return None
@@ -174,7 +180,9 @@ def tenant_update(*, tenant: Tenant, changes: dict[str, object], actor: str) -> 
     tenant.save(update_fields=list(changes))
     if {"vrf_required", "vrf_public_key"} & set(changes):
         detail = vrf_audit_detail(required=tenant.vrf_required, public_key_hex=tenant.vrf_public_key)
-        _audit(tenant, VRF_CHANGED, actor, detail)
+        # The setting the audit reads back is in details; the reason is for people.
+        facts = {"vrf_required": tenant.vrf_required, "vrf_public_key": tenant.vrf_public_key}
+        _audit(tenant, VRF_CHANGED, actor, detail, facts)
     settings_changed = [n for n in changes if n not in ("vrf_required", "vrf_public_key")]
     if settings_changed:
         detail = " ".join(f"{n}={getattr(tenant, n)}" for n in settings_changed)

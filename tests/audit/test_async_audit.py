@@ -12,11 +12,11 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.audit import reverify
 from apps.audit.models import AuditCursor, AuditDeadLetter, AuditEntry
 from apps.audit.reverify import audit_backlog, audit_pending
 from apps.pcs.models import PcsRecord
 from apps.pcs.services import pcs_ingest
+from apps.policy import decide as decision_core
 from apps.tenants.selectors import reset_key_cache
 from apps.tenants.services import key_rotate
 from tests.support.pcs_factory import make_pcs
@@ -143,7 +143,7 @@ def test_an_entry_whose_check_keeps_failing_is_retried_then_dead_lettered(decide
     def broken_evaluate(pcs, *, params):
         raise RuntimeError("evaluator defect")
 
-    monkeypatch.setattr(reverify, "evaluate", broken_evaluate)
+    monkeypatch.setattr(decision_core, "evaluate", broken_evaluate)  # the one decision function's step
     first = AuditEntry.objects.get(pk=decided[0].audit_entry_id)
     # The tenant's creation entry verifies; the first decision fails and holds the cursor.
     for attempt, verified in ((1, 1), (2, 0)):
