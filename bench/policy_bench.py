@@ -5,7 +5,7 @@ recomputation, five CEL rules, a VRF verification), median of repeated runs, in 
 ratio to the strict parse of the same PCS measured in the same run (the floor endpoint's work).
 Part 2 feeds honest streams (uniform points in 10-, 20- and 100-point windows, as agents' small windows
 are) through the anomaly score and reports the distance quantiles and how many windows reached the
-alert (0.5) and reject (0.8) levels. Writes bench/results/policy-latest.txt.
+alert (0.5) and reject (0.8) levels. Writes bench/results/policy-latest.{txt,json}.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from bench.stack import RESULTS, PcsFactory
+from bench.stack import PcsFactory, write_results
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flk_project.settings.test")
 BASELINE = "strict parse (baseline)"
@@ -97,7 +97,7 @@ def honest_stream_alerts() -> list[str]:
 
 
 def main() -> int:
-    """Measure both parts, print them and write them to bench/results/policy-latest.txt."""
+    """Measure both parts, print them and write them to bench/results/policy-latest.{txt,json}."""
     import django
 
     django.setup()
@@ -108,14 +108,16 @@ def main() -> int:
     costs = hot_path_costs()
     baseline = dict(costs)[BASELINE]
     lines += [f"  {name:<26} {micros:8.1f}  x{micros / baseline:6.2f}" for name, micros in costs]
-    lines += [
-        "anomaly score on honest streams (alert at 6 sigma, reject at 9.6 sigma):",
-        *honest_stream_alerts(),
-    ]
-    report = "\n".join(lines) + "\n"
-    print(report, end="")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "policy-latest.txt").write_text(report)
+    streams = honest_stream_alerts()
+    lines += ["anomaly score on honest streams (alert at 6 sigma, reject at 9.6 sigma):", *streams]
+    report = "\n".join(lines)
+    print(report)
+    data = {
+        "costs_us": dict(costs),
+        "ratio_to_parse": {k: v / baseline for k, v in costs},
+        "streams": streams,
+    }
+    write_results("policy", report, data)
     return 0
 
 

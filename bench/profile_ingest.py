@@ -43,8 +43,9 @@ BODIES_PER_SECOND = 3000
 # A frame that marks a thread as serving a request (gunicorn's gthread worker hands it the connection).
 REQUEST_FRAME = "handle (gunicorn/workers/gthread.py"
 ROOT = Path(__file__).resolve().parent.parent
-# Frames of the project's own code (py-spy prints absolute paths).
-PROJECT = re.compile(re.escape(f"({ROOT}/") + r"(apps|flk_project|sdk/python/flk_agent)/")
+# Frames of the project's own code: py-spy prints a module's path as Python knows it, relative to
+# the server's working directory (the repository) or absolute.
+PROJECT = re.compile(r"\((?:" + re.escape(f"{ROOT}/") + r")?(apps|flk_project|sdk/python/flk_agent)/")
 # Resources, tested on each frame from the innermost outwards; the first frame that matches decides.
 RESOURCES: list[tuple[str, re.Pattern[str]]] = [
     ("WAL fdatasync (own or a peer's, waited for)", re.compile(r"sync_upto \(.*apps/pcs/wal\.py")),
@@ -144,7 +145,9 @@ def _analyse(stacks: list[tuple[list[str], int]], *, only_requests: bool) -> dic
     resources: Counter[str] = Counter()
     processes: Counter[str] = Counter()
     for frames, n in chosen:
-        processes[frames[0].split(":", 1)[0]] += n  # with --subprocesses the root frame is "process <pid>:…"
+        # With --subprocesses each process is a frame ("process <pid>:…"), a worker's under the master's.
+        process = [f for f in frames if f.startswith("process ")]
+        processes[process[-1].split(":", 1)[0] if process else "?"] += n
         names = [_function(f) for f in frames]
         own[names[-1]] += n
         for name in set(names):

@@ -298,9 +298,18 @@ class Stack:
 
 def write_results(name: str, text: str, data: dict[str, Any]) -> None:
     """Write a benchmark's summary: ``<name>-latest.txt`` and ``.json`` (committed, overwritten each
-    run) and a per-run ``<name>-<stamp>.json`` that stays local (ignored by git)."""
+    run) and a per-run ``<name>-<stamp>.json`` that stays local (ignored by git).
+
+    The machine's load average at the end is printed and appended to both.
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # The machine is shared: how busy it was says how much to trust the absolute figures.
+    load = os.getloadavg()
+    data = {**data, "loadavg_at_end": load}
+    machine = f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} (1 min), {load[1]:.1f} (5 min)"
+    print(machine)
+    text = text.rstrip("\n") + "\n" + machine
     payload = json.dumps(data, indent=2) + "\n"
-    (RESULTS / f"{name}-latest.txt").write_text(text if text.endswith("\n") else text + "\n")
+    (RESULTS / f"{name}-latest.txt").write_text(text + "\n")
     (RESULTS / f"{name}-latest.json").write_text(payload)
     (RESULTS / f"{name}-{run_stamp()}.json").write_text(payload)
