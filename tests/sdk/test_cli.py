@@ -111,6 +111,56 @@ def test_submit_a_directory_then_status(live_server, transactional_db, tenant, p
     assert status["records"][0]["reason"] == "invalid_signature"
 
 
+def test_submit_batch_delivers_a_directory_in_batches(
+    live_server, transactional_db, tenant, pcs_factory, tmp_path, capsys
+):
+    folder = tmp_path / "pcs"
+    folder.mkdir()
+    for epoch in range(1, 121):
+        (folder / f"{epoch:03}.json").write_text(json.dumps(pcs_factory(epoch=epoch)))
+    bad = pcs_factory(epoch=121)
+    bad["r"] = 0.5  # after signing
+    (folder / "121.json").write_text(json.dumps(bad))
+    outbox = str(tmp_path / "outbox")
+    argv = ["submit", str(folder), "--url", live_server.url, "--outbox", outbox, "--batch", "50", "--json"]
+    code, report = run(capsys, *argv)
+    assert code == 4  # the tampered one was dead-lettered, the others all decided
+    assert (report["acked"], report["dead"], report["requests"]) == (120, 1, 3)
+    assert report["outbox"] == {"pending": 0, "acked": 120, "dead": 1}
+    assert PcsRecord.objects.count() == 120
+    dead = [r for r in report["results"] if r["outcome"] == "dead"]
+    assert dead == [{"pcs_id": bad["pcs_id"], "status": 401, "outcome": "dead"}]
+    code, text = run(capsys, "submit", str(folder / "001.json"), "--url", live_server.url, "--outbox", outbox)
+    assert code == 0 and "replayed" in text and "in 1 request;" in text
+
+
+def test_submit_batch_must_be_a_positive_count(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", str(tmp_path), "--batch", "0"])
+    assert exit_.value.code == 2 and "--batch is at least 1" in capsys.readouterr().err
+
+
+def test_stream_batch_sends_full_batches_then_the_rest_at_the_end(
+    live_server, transactional_db, tenant, tmp_path, capsys
+):
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps({"point": [i % 7, i % 5]}) for i in range(100)))
+    (tmp_path / "key").write_text(settings.PCS_HMAC_KEY)
+    args = ["stream", "--input", str(events), "--shard", "batched", "--window-count", "10", "--batch", "4"]
+    args += [
+        "--url",
+        live_server.url,
+        "--outbox",
+        str(tmp_path / "outbox"),
+        "--key-file",
+        str(tmp_path / "key"),
+    ]
+    code, report = run(capsys, *args, "--json")
+    assert code == 0
+    assert (report["acked"], report["attempts"], report["requests"]) == (10, 10, 3)  # 4 + 4 + 2
+    assert sorted(PcsRecord.objects.values_list("epoch", flat=True)) == list(range(1, 11))
+
+
 def test_stream_by_time_windows_uses_event_timestamps(
     live_server, transactional_db, tenant, tmp_path, capsys, monkeypatch
 ):

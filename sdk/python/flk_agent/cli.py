@@ -15,6 +15,7 @@ import os
 import secrets
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from flk_agent.client import FlkClient
 from flk_agent.delivery import DeliveryReport, RetryPolicy, deliver_pending
 from flk_agent.demo import demo_cases
 from flk_agent.inputs import load_points
-from flk_agent.outbox import DEAD, PENDING, Outbox, OutboxLocked
+from flk_agent.outbox import DEAD, PENDING, Outbox, OutboxLocked, OutboxRecord
 from flk_agent.signals import DEFAULT_SCALES
 from flk_agent.signing import Ed25519Signer, HmacSigner, Signer
 from flk_agent.stream import StreamCheckpoint, window_pcs, windows_by_count, windows_by_time
@@ -184,12 +185,14 @@ def _delivery_summary(args: argparse.Namespace, report: DeliveryReport, outbox: 
         "acked": report.acked,
         "dead": report.dead,
         "attempts": report.attempts,
+        "requests": report.requests,
         "outbox": counts,
         "results": [{"pcs_id": p, "status": s, "outcome": o} for p, s, o in report.results],
     }
     lines = [f"{o:<9} {s if s is not None else '-':<4} {p}" for p, s, o in report.results]
     lines.append(
-        f"acked {report.acked}, dead-lettered {report.dead}, attempts {report.attempts}; "
+        f"acked {report.acked}, dead-lettered {report.dead}, attempts {report.attempts} "
+        f"in {report.requests} request{'' if report.requests == 1 else 's'}; "
         f"outbox: {counts[PENDING]} pending, {counts[DEAD]} dead"
     )
     _emit(args, data, "\n".join(lines))
@@ -198,6 +201,18 @@ def _delivery_summary(args: argparse.Namespace, report: DeliveryReport, outbox: 
 
 def _policy(args: argparse.Namespace) -> RetryPolicy:
     return RetryPolicy(max_attempts=args.max_attempts, cap_seconds=args.backoff_cap)
+
+
+def _deliver(
+    args: argparse.Namespace,
+    outbox: Outbox,
+    client: FlkClient,
+    on_progress: Callable[[OutboxRecord, str], None] | None = None,
+) -> DeliveryReport:
+    """Deliver everything pending, one PCS per request or in batches of ``--batch``."""
+    return deliver_pending(
+        outbox, client, policy=_policy(args), on_progress=on_progress, batch_size=args.batch
+    )
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -212,10 +227,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(f"{path}: {exc}") from exc
     with Outbox(args.outbox) as outbox, FlkClient(args.url, tenant=args.tenant) as client:
-        for pcs in pcs_list:
-            outbox.put(pcs)
+        outbox.put_many(pcs_list)  # durable (one fsync) before anything is sent
         bar = _progress(args, total=sum(1 for _ in outbox.pending()), unit="pcs", desc="submit")
-        report = deliver_pending(outbox, client, policy=_policy(args), on_progress=lambda r, o: bar.update())
+        report = _deliver(args, outbox, client, on_progress=lambda r, o: bar.update())
         bar.close()
         return _delivery_summary(args, report, outbox)
 
@@ -233,7 +247,9 @@ def _cmd_stream(args: argparse.Namespace) -> int:
             windows = windows_by_count(source, count=args.window_count, epoch_start=args.epoch_start)
         bar = _progress(args, unit="epoch", desc=f"stream {args.shard}")
         # A restarted agent first resends what it had stored but not delivered.
-        _accumulate(total, deliver_pending(outbox, client, policy=_policy(args)))
+        if not args.no_send:
+            _accumulate(total, _deliver(args, outbox, client))
+        waiting = 0  # windows stored since the last delivery pass
         for window in windows:
             if done is not None and window.epoch <= done:
                 continue  # already in the outbox before a restart
@@ -243,9 +259,15 @@ def _cmd_stream(args: argparse.Namespace) -> int:
                 )
             )
             checkpoint.save(window.epoch)
-            if not args.no_send:
-                _accumulate(total, deliver_pending(outbox, client, policy=_policy(args)))
+            waiting += 1
+            # With --batch N, windows wait in the outbox (on disk) until N are pending; a delivery
+            # pass ends with nothing pending (each PCS acked or dead-lettered).
+            if not args.no_send and waiting >= args.batch:
+                _accumulate(total, _deliver(args, outbox, client))
+                waiting = 0
             bar.update()
+        if waiting and not args.no_send:  # the end of the input: what is left of the last batch
+            _accumulate(total, _deliver(args, outbox, client))
         bar.close()
         return _delivery_summary(args, total, outbox)
 
@@ -254,6 +276,7 @@ def _accumulate(total: DeliveryReport, part: DeliveryReport) -> None:
     total.acked += part.acked
     total.dead += part.dead
     total.attempts += part.attempts
+    total.requests += part.requests
     total.results += part.results
 
 
@@ -412,6 +435,23 @@ def _send_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-attempts", type=int, default=12, help="retry budget per PCS")
     parser.add_argument("--backoff-cap", type=float, default=30.0, help="longest backoff, seconds")
+    parser.add_argument(
+        "--batch",
+        type=_batch_size,
+        default=1,
+        metavar="N",
+        help="send up to N PCS per request (POST /v1/pcs/submit:batch); default 1, one per request",
+    )
+
+
+def _batch_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("--batch is a whole number") from exc
+    if size < 1:
+        raise argparse.ArgumentTypeError("--batch is at least 1")
+    return size
 
 
 def build_parser() -> argparse.ArgumentParser:

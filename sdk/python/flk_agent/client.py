@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+SUBMIT_PATH = "/v1/pcs/submit"
+BATCH_PATH = "/v1/pcs/submit:batch"
+# The batch envelope around the items: '{"items":[' and ']}'.
+BATCH_ENVELOPE_BYTES = len(b'{"items":[]}')
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,97 @@ class SubmitResult:
         return self.body.get("error") if self.status >= 400 else None
 
 
+class BatchAnswerError(ValueError):
+    """A 200 answer to a batch that does not carry one well-formed result per item sent.
+
+    Nothing about the items can be concluded from it; resending the batch is safe, because the
+    server deduplicates every item on its pcs_id.
+    """
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """The server's answer to one batch.
+
+    ``answer`` is the HTTP answer as a whole, typed as a single submission's answer is: a 200, or a
+    refusal of the whole batch (400 not a batch, 401 unknown tenant, 413 too many items or bytes, 429,
+    503 with ``retry_after``...). On 200, ``results`` holds one ``SubmitResult`` per item, in the order
+    sent, each exactly what ``submit`` would have answered for that item; otherwise it is empty.
+    """
+
+    answer: SubmitResult
+    results: tuple[SubmitResult, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """200: every item has its own result in ``results``."""
+        return self.answer.status == 200
+
+    @property
+    def status(self) -> int:
+        """The status of the batch as a whole."""
+        return self.answer.status
+
+    @property
+    def error(self) -> str | None:
+        """The server's error code when the whole batch was refused, else None."""
+        return self.answer.error
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asked to wait before resending the whole batch (429, 503)."""
+        return self.answer.retry_after
+
+
+def encode_pcs(pcs: dict[str, Any] | bytes) -> bytes:
+    """The bytes a PCS is sent as: UTF-8 JSON of a dict, or raw bytes as they are."""
+    return pcs if isinstance(pcs, bytes) else json.dumps(pcs, ensure_ascii=False).encode()
+
+
+def _answer(response: httpx.Response) -> SubmitResult:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        # A proxy's HTML error page, or JSON that is not an object: keep the status, say what came.
+        data = {"error": "non_json_response", "detail": response.text[:200]}
+    retry_after = response.headers.get("Retry-After")
+    return SubmitResult(
+        status=response.status_code,
+        body=data,
+        replayed=response.headers.get("Idempotent-Replayed") == "true",
+        retry_after=_seconds(retry_after),
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    """A Retry-After in seconds, or None when absent or not a number of seconds."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None  # an HTTP-date, which this server never sends: the backoff alone decides
+    return seconds if seconds >= 0 else None
+
+
+def _item_result(item: Any) -> SubmitResult:
+    if not (
+        isinstance(item, dict)
+        and isinstance(item.get("status"), int)
+        and not isinstance(item.get("status"), bool)
+        and isinstance(item.get("body"), dict)
+    ):
+        raise BatchAnswerError(f"a batch result is not {{status, body, replayed}}: {str(item)[:200]}")
+    return SubmitResult(
+        status=item["status"],
+        body=item["body"],
+        replayed=item.get("replayed") is True,
+        retry_after=_seconds(item.get("retry_after")),
+    )
+
+
 class FlkClient:
     """Submit PCS to one FLK server; use as a context manager to close the connection pool."""
 
@@ -48,20 +144,30 @@ class FlkClient:
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def submit(self, pcs: dict[str, Any] | bytes) -> SubmitResult:
-        """POST one PCS (a dict, or raw bytes sent as they are) to /v1/pcs/submit."""
-        body = pcs if isinstance(pcs, bytes) else json.dumps(pcs, ensure_ascii=False).encode()
-        response = self._http.post("/v1/pcs/submit", content=body)
-        try:
-            data = response.json()
-        except ValueError:
-            data = {"error": "non_json_response", "detail": response.text[:200]}
-        retry_after = response.headers.get("Retry-After")
-        return SubmitResult(
-            status=response.status_code,
-            body=data,
-            replayed=response.headers.get("Idempotent-Replayed") == "true",
-            retry_after=float(retry_after) if retry_after else None,
-        )
+        """POST one PCS (a dict, or raw bytes sent as they are) to /v1/pcs/submit.
+
+        Network failures raise ``httpx.TransportError``; every HTTP answer is returned, typed.
+        """
+        return _answer(self._http.post(SUBMIT_PATH, content=encode_pcs(pcs)))
+
+    def submit_batch(self, pcs_list: Sequence[dict[str, Any] | bytes]) -> BatchAnswer:
+        """POST many PCS of this client's tenant to /v1/pcs/submit:batch in one request.
+
+        Items are dicts, or raw bytes that are each one JSON value (inserted as they are). Network
+        failures raise ``httpx.TransportError``, as for ``submit``; a 200 whose results do not match
+        the items raises ``BatchAnswerError``; every other answer is returned as a ``BatchAnswer``.
+        """
+        if not pcs_list:
+            raise ValueError("a batch holds at least one PCS")
+        body = b'{"items":[' + b",".join(encode_pcs(pcs) for pcs in pcs_list) + b"]}"
+        answer = _answer(self._http.post(BATCH_PATH, content=body))
+        if answer.status != 200:
+            return BatchAnswer(answer)
+        results = answer.body.get("results")
+        if not isinstance(results, list) or len(results) != len(pcs_list):
+            count = len(results) if isinstance(results, list) else "no"
+            raise BatchAnswerError(f"{count} results for {len(pcs_list)} items")
+        return BatchAnswer(answer, tuple(_item_result(item) for item in results))
 
     def close(self) -> None:
         """Close pooled connections."""

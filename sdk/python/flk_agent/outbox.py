@@ -5,7 +5,8 @@ JSON lines, each prefixed with its CRC-32 (``<8 hex> <json>\\n``), so a line tor
 and dropped. Records:
 
 - ``put``: a PCS entered the outbox (fsynced before ``put`` returns, so before it is ever sent);
-- ``attempt``: a send and what came back (not fsynced: it is information, not state);
+- ``attempt``: a send and what came back (not fsynced: it is information, not state); a PCS sent in a
+  batch notes the batch's size;
 - ``ack``: the server decided it (200 or 202, replayed or not);
 - ``dead``: a permanent refusal or an exhausted retry budget, with the reason (also copied to
   ``dead-letter.jsonl`` for people);
@@ -59,6 +60,16 @@ class OutboxRecord:
     def pcs_id(self) -> str:
         """The PCS's id."""
         return self.pcs["pcs_id"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Why one PCS stops being sent: the reason (the server's error code, or the agent's own) and detail."""
+
+    record: OutboxRecord
+    reason: str
+    status: int | None = None
+    detail: str | None = None
 
 
 def _encode(entry: dict[str, Any]) -> bytes:
@@ -147,19 +158,35 @@ class Outbox:
             record.state, record.dead_reason, record.attempts = PENDING, None, 0
 
     def _append(self, entry: dict[str, Any], *, durable: bool) -> None:
-        self._log.write(_encode(entry))
+        self._append_many([entry], durable=durable)
+
+    def _append_many(self, entries: list[dict[str, Any]], *, durable: bool) -> None:
+        """Write entries, then fsync once: a batch's marks cost one fsync, not one per PCS.
+
+        Entries apply in memory only once they are written (and durable when asked), so nothing is
+        reported as stored before it is.
+        """
+        if not entries:
+            return
+        self._log.write(b"".join(_encode(entry) for entry in entries))
         self._log.flush()
         if durable:
             os.fsync(self._log.fileno())
-        self._apply(entry)
+        for entry in entries:
+            self._apply(entry)
 
     # -- operations -------------------------------------------------------------------------------
 
     def put(self, pcs: dict[str, Any]) -> OutboxRecord:
         """Store a PCS durably (fsync) and return its record; it is pending until acked."""
-        seq = max(self.records, default=0) + 1
-        self._append({"op": "put", "seq": seq, "at": self._clock(), "pcs": pcs}, durable=True)
-        return self.records[seq]
+        return self.put_many([pcs])[0]
+
+    def put_many(self, pcs_list: list[dict[str, Any]]) -> list[OutboxRecord]:
+        """Store several PCS durably with one fsync and return their records, in order."""
+        first, now = max(self.records, default=0) + 1, self._clock()
+        entries = [{"op": "put", "seq": first + i, "at": now, "pcs": pcs} for i, pcs in enumerate(pcs_list)]
+        self._append_many(entries, durable=True)
+        return [self.records[entry["seq"]] for entry in entries]
 
     def record_attempt(
         self,
@@ -169,8 +196,9 @@ class Outbox:
         error: str | None = None,
         retry_after: float | None = None,
         waited: float | None = None,
+        batch: int | None = None,
     ) -> None:
-        """Note one send and its outcome."""
+        """Note one send and its outcome (``batch``: how many PCS the request carried, when batched)."""
         entry: dict[str, Any] = {"op": "attempt", "seq": record.seq, "at": self._clock(), "status": status}
         if error:
             entry["error"] = error
@@ -178,34 +206,55 @@ class Outbox:
             entry["retry_after"] = retry_after
         if waited is not None:
             entry["waited"] = waited
+        if batch is not None:
+            entry["batch"] = batch
         self._append(entry, durable=False)
 
     def ack(self, record: OutboxRecord, status: int) -> None:
         """The server decided the PCS: it will not be sent again."""
-        self._append({"op": "ack", "seq": record.seq, "at": self._clock(), "status": status}, durable=True)
+        self.ack_many([(record, status)])
+
+    def ack_many(self, acks: list[tuple[OutboxRecord, int]]) -> None:
+        """Mark several PCS decided, each with the status it got, with one fsync."""
+        now = self._clock()
+        self._append_many(
+            [{"op": "ack", "seq": record.seq, "at": now, "status": status} for record, status in acks],
+            durable=True,
+        )
 
     def dead_letter(
         self, record: OutboxRecord, reason: str, *, status: int | None = None, detail: str | None = None
     ) -> None:
         """Stop sending a PCS and say why, in the log and in the dead-letter file."""
+        self.dead_letter_many([DeadLetter(record, reason, status, detail)])
+
+    def dead_letter_many(self, letters: list[DeadLetter]) -> None:
+        """Stop sending several PCS, each with its reason; one fsync for the log, one for the file."""
+        if not letters:
+            return
         now = self._clock()
-        self._append({"op": "dead", "seq": record.seq, "at": now, "reason": reason}, durable=True)
-        with open(self.directory / DEAD_LETTER_NAME, "a", encoding="utf-8") as fh:
-            fh.write(
-                json.dumps(
-                    {
-                        "seq": record.seq,
-                        "pcs_id": record.pcs_id,
-                        "at": now,
-                        "reason": reason,
-                        "status": status,
-                        "detail": detail,
-                        "pcs": record.pcs,
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
+        self._append_many(
+            [{"op": "dead", "seq": d.record.seq, "at": now, "reason": d.reason} for d in letters],
+            durable=True,
+        )
+        lines = [
+            json.dumps(
+                {
+                    "seq": d.record.seq,
+                    "pcs_id": d.record.pcs_id,
+                    "at": now,
+                    "reason": d.reason,
+                    "status": d.status,
+                    "detail": d.detail,
+                    "pcs": d.record.pcs,
+                },
+                ensure_ascii=False,
             )
+            + "\n"
+            for d in letters
+        ]
+        with open(self.directory / DEAD_LETTER_NAME, "a", encoding="utf-8") as fh:
+            fh.write("".join(lines))
             fh.flush()
             os.fsync(fh.fileno())
 
