@@ -58,6 +58,8 @@ RESOURCES: list[tuple[str, re.Pattern[str]]] = [
     ("strict parse", re.compile(r"apps/pcs/parsing\.py")),
     ("metrics (prometheus_client)", re.compile(r"prometheus_client/")),
     ("logging", re.compile(r"/logging/")),
+    # A follower of the group commit waits for the leader's transaction (the leader's own time is SQL).
+    ("group commit: waiting for the leader's transaction", re.compile(r"GroupCommitter\.submit \(")),
     ("other FLK code", PROJECT),
     ("Django, DRF, gunicorn", re.compile(r"django/|rest_framework/|gunicorn/|wsgiref|socketserver")),
 ]
