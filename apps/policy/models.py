@@ -42,3 +42,30 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.name}@{self.version} ({self.status})"
+
+
+class AnomalyHistory(models.Model):
+    """The database copy of one tenant's anomaly history (apps.policy.anomaly, docs/policy.md).
+
+    With Redis configured this is a recent snapshot of the Redis copy, written every few updates, that a
+    lost Redis copy is rebuilt from; without Redis it is the history itself, updated under a row lock.
+    Floats are double precision, so a value read back is the value written.
+    """
+
+    tenant = models.OneToOneField(
+        Tenant, on_delete=models.CASCADE, primary_key=True, related_name="anomaly_history"
+    )
+    seen = models.BigIntegerField(default=0, help_text="accepted PCS the statistics learnt from")
+    d_hat_mean = models.FloatField(default=0.0)
+    d_hat_var = models.FloatField(default=0.0)
+    coh_star_mean = models.FloatField(default=0.0)
+    coh_star_var = models.FloatField(default=0.0)
+    r_mean = models.FloatField(default=0.0)
+    r_var = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "anomaly histories"
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.seen} accepted PCS"
