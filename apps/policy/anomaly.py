@@ -22,7 +22,7 @@ towards itself. The history is shared by every server process, so any worker sco
 - Without it (the embedded default): the ``AnomalyHistory`` row is the history, updated under a row
   lock in its own transaction.
 
-Costs per accepted PCS (score + update, ``python bench/policy_bench.py``) are in docs/policy.md.
+What a score and an update cost with each store is measured in docs/policy.md.
 """
 
 from __future__ import annotations
