@@ -61,8 +61,17 @@ class HttpConnection:
 
     @property
     def usable(self) -> bool:
-        """Whether the connection can carry another request (the server did not close it)."""
-        return self.writer is not None and not self.writer.is_closing()
+        """Whether the connection can carry another request: open, and not closed by the server.
+
+        gunicorn closes a keep-alive connection idle for ``keepalive`` seconds (5); reusing it would
+        fail the next request, which is the client's fault, not the server's.
+        """
+        return (
+            self.writer is not None
+            and not self.writer.is_closing()
+            and self.reader is not None
+            and not self.reader.at_eof()
+        )
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
         """Send ``raw`` and return (status, body); opens the connection on first use."""
@@ -172,6 +181,8 @@ async def open_loop(
     and those in flight get up to ``timeout_s`` to finish; the achieved rate counts only the 2xx
     answers that arrived inside the window.
     """
+    if not bodies:
+        raise ValueError("open_loop needs at least one body")
     loop = asyncio.get_running_loop()
     requests = [prepare_request(host, port, path, body, headers) for body in bodies]
     total = math.ceil(rate * duration_s)
@@ -192,6 +203,8 @@ async def open_loop(
                 counts["unsent"] += 1
                 return
             sent = loop.time()
+            while idle and not idle[-1].usable:
+                idle.pop().close()
             if idle:
                 conn = idle.pop()
             else:
@@ -271,7 +284,7 @@ async def at_rate(
     common = {"host": host, "port": port, "path": path, "headers": headers, "rate": rate}
     await open_loop(**common, bodies=bodies[:split], duration_s=warmup_s, max_connections=max_connections)
     return await open_loop(
-        **common, bodies=bodies[split:], duration_s=duration_s, max_connections=max_connections
+        **common, bodies=bodies[split:] or bodies, duration_s=duration_s, max_connections=max_connections
     )
 
 
