@@ -1,11 +1,14 @@
 """What the policy layer costs per PCS, and how often the anomaly score alerts on honest traffic.
 
-Part 1 times, in this process, the steps the policy work added to the hot path (PII scan, anomaly score,
-recomputation, five CEL rules, a VRF verification), median of repeated runs, in microseconds and as a
-ratio to the strict parse of the same PCS measured in the same run (the floor endpoint's work).
+Part 1 times, in this process, the steps the policy work added to the hot path (PII scan, anomaly score
+and history update against the shared history in Redis, recomputation, five CEL rules, a VRF
+verification), median of repeated runs, in microseconds and as a ratio to the strict parse of the same
+PCS measured in the same run (the floor endpoint's work). It uses the bench's own scratch database
+(flk_bench_policy) and Redis databases (13, 12).
 Part 2 feeds honest streams (uniform points in 10-, 20- and 100-point windows, as agents' small windows
-are) through the anomaly score and reports the distance quantiles and how many windows reached the
-alert (0.5) and reject (0.8) levels. Writes bench/results/policy-latest.{txt,json}.
+are) through the anomaly score's arithmetic (``TenantHistory``, the same whatever store holds it) and
+reports the distance quantiles and how many windows reached the alert (0.5) and reject (0.8) levels.
+Writes bench/results/policy-latest.{txt,json}.
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from bench.stack import PcsFactory, write_results
+from bench.stack import BROKER_DB, REDIS_DB, PcsFactory, database_recreate, redis_flush, write_results
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flk_project.settings.test")
+DB = "flk_bench_policy"
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="flk_project.settings.bench",
+    DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}",
+    REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
+    CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{BROKER_DB}",
+    LOG_LEVEL="WARNING",
+)
+TENANT_ID = 1  # the history is keyed by tenant id; no tenant row is needed to read or learn it
 BASELINE = "strict parse (baseline)"
 STREAMS = ((10, 2000), (20, 2000), (100, 1000))  # (points per window, windows)
 
@@ -32,7 +43,7 @@ def _micros(call, number: int = 500, repeat: int = 5) -> float:
 def hot_path_costs() -> list[tuple[str, float]]:
     """Median µs per PCS of each step the policy layer adds."""
     from apps.pcs.parsing import parse_pcs
-    from apps.policy.anomaly import anomaly_score
+    from apps.policy.anomaly import anomaly_score, history_update
     from apps.policy.checks import apply_policy, evaluate
     from apps.policy.params import builtin_params, params_of
     from apps.policy.pii import pii_scan
@@ -54,7 +65,14 @@ def hot_path_costs() -> list[tuple[str, float]]:
     return [
         (BASELINE, _micros(lambda: parse_pcs(body))),
         ("PII scan", _micros(lambda: pii_scan(pcs))),
-        ("anomaly score", _micros(lambda: anomaly_score(tenant_id=1, pcs=pcs, d_hat=1.9, soft_violations=0))),
+        (
+            "anomaly score (Redis read)",
+            _micros(lambda: anomaly_score(tenant_id=TENANT_ID, pcs=pcs, d_hat=1.9, soft_violations=0)),
+        ),
+        (
+            "anomaly history update",
+            _micros(lambda: history_update(tenant_id=TENANT_ID, pcs=pcs, d_hat=1.9)),
+        ),
         ("recomputation (evaluate)", _micros(lambda: evaluate(pcs, params=builtin))),
         (
             "evaluate + 5 CEL rules",
@@ -71,7 +89,7 @@ def honest_stream_alerts() -> list[str]:
 
     rows = []
     for seed, (size, windows) in enumerate(STREAMS):
-        anomaly.history_reset()
+        history = anomaly.TenantHistory()
         rng = np.random.default_rng(seed)
         distances, scores = [], []
         for _ in range(windows):
@@ -80,13 +98,11 @@ def honest_stream_alerts() -> list[str]:
             d_hat = signals.d_hat(signals.DEFAULT_SCALES, n_j)
             coh, _ = signals.coherence(points, 42)
             raw = rng.integers(32, 127, size * 30, dtype=np.uint8).tobytes()
-            pcs = {"coh_star": coh, "r": signals.compressibility(raw)}
-            history = anomaly._histories.get(1)
-            if history is not None and history.seen >= anomaly.WARMUP:
-                values = {"D_hat": d_hat, "coh_star": coh, "r": pcs["r"]}
+            values = anomaly.signal_values({"coh_star": coh, "r": signals.compressibility(raw)}, d_hat)
+            if history.seen >= anomaly.WARMUP:
                 distances.append(max(history.stats[s].z(values[s]) for s in anomaly.SIGNALS))
-            scores.append(anomaly.anomaly_score(tenant_id=1, pcs=pcs, d_hat=d_hat, soft_violations=0))
-            anomaly.history_update(tenant_id=1, pcs=pcs, d_hat=d_hat)
+            scores.append(history.score(values, 0))
+            history.learn(values)
         q999, largest = np.quantile(distances, 0.999), max(distances)
         alerts, rejects = sum(s >= 0.5 for s in scores), sum(s >= 0.8 for s in scores)
         rows.append(
@@ -100,7 +116,12 @@ def main() -> int:
     """Measure both parts, print them and write them to bench/results/policy-latest.{txt,json}."""
     import django
 
+    database_recreate(DB)
+    redis_flush(REDIS_DB, BROKER_DB)
     django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
     lines = [
         f"FLK policy layer, {datetime.now(UTC).isoformat(timespec='seconds')}",
         "cost per PCS (median µs, and x the strict parse of the same PCS, the floor endpoint's work):",
@@ -118,6 +139,7 @@ def main() -> int:
         "streams": streams,
     }
     write_results("policy", report, data)
+    redis_flush(REDIS_DB, BROKER_DB)
     return 0
 
 
