@@ -87,17 +87,17 @@ def test_replay_of_a_wal_full_of_hostile_requests_exits_0_and_decides_the_valid_
 def test_a_request_that_raises_is_quarantined_and_replay_goes_on(
     transactional_db, tenant, pcs_factory, settings, monkeypatch
 ):
-    from apps.pcs import services
+    from apps.policy import decide as decision_core
 
     bad, *good = [pcs_factory(epoch=200 + i) for i in range(3)]
-    real_evaluate = services.evaluate
+    real_evaluate = decision_core.evaluate
 
     def defective(pcs, **kwargs):  # a defect that only this PCS meets
         if pcs["pcs_id"] == bad["pcs_id"]:
             raise RuntimeError("defect under test")
         return real_evaluate(pcs, **kwargs)
 
-    monkeypatch.setattr(services, "evaluate", defective)
+    monkeypatch.setattr(decision_core, "evaluate", defective)
     writer = wal.get_writer()
     for pcs in (bad, *good):
         writer.append_request(body=json.dumps(pcs).encode(), tenant_header=None, received_at=timezone.now())
@@ -118,7 +118,7 @@ def test_a_request_that_raises_is_quarantined_and_replay_goes_on(
     assert wal_prune(retention_days=-1) == 0
     assert wal.list_segments(settings.WAL_DIR, include_done=True)
 
-    monkeypatch.setattr(services, "evaluate", real_evaluate)  # the defect is fixed
+    monkeypatch.setattr(decision_core, "evaluate", real_evaluate)  # the defect is fixed
     out = run_manage("wal", "retry-quarantined")
     assert "decided with status 200" in out
     row.refresh_from_db()
