@@ -15,7 +15,7 @@ resource (fdatasync, PostgreSQL, Redis, JSON…). Writes bench/results/profile-l
 profile-latest.json, and profile-wall-latest.speedscope.json / profile-cpu-latest.speedscope.json
 (open them at https://www.speedscope.app).
 
-py-spy is a development dependency (requirements-dev.txt, or ``pip install py-spy==0.4.3``).
+py-spy is a development dependency, pinned in requirements-dev.txt.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ RESOURCES: list[tuple[str, re.Pattern[str]]] = [
 def _py_spy() -> str:
     found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(found).exists():
-        raise SystemExit("py-spy is missing: pip install -r requirements-dev.txt (or py-spy==0.4.3)")
+        raise SystemExit("py-spy is missing: make venv (it is pinned in requirements-dev.txt)")
     return found
 
 

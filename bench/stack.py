@@ -42,6 +42,9 @@ REDIS_DB = 13
 BROKER_DB = 12
 DEFAULT_HMAC_KEY = "flk-bench-hmac-secret"
 START_TIMEOUT_S = 60.0
+# The machine's load when the benchmark started: other work on a shared machine (the benchmark
+# itself brings a two-core machine to a load of 3 to 4).
+LOAD_AT_START = os.getloadavg()
 
 
 @dataclass(frozen=True)
@@ -300,13 +303,16 @@ def write_results(name: str, text: str, data: dict[str, Any]) -> None:
     """Write a benchmark's summary: ``<name>-latest.txt`` and ``.json`` (committed, overwritten each
     run) and a per-run ``<name>-<stamp>.json`` that stays local (ignored by git).
 
-    The machine's load average at the end is printed and appended to both.
+    The machine's load average at the start and at the end is printed and appended to both.
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     # The machine is shared: how busy it was says how much to trust the absolute figures.
     load = os.getloadavg()
-    data = {**data, "loadavg_at_end": load}
-    machine = f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} (1 min), {load[1]:.1f} (5 min)"
+    data = {**data, "loadavg_at_start": LOAD_AT_START, "loadavg_at_end": load}
+    machine = (
+        f"machine: {os.cpu_count()} cores, load average (1 min) {LOAD_AT_START[0]:.1f} at the start, "
+        f"{load[0]:.1f} at the end"
+    )
     print(machine)
     text = text.rstrip("\n") + "\n" + machine
     payload = json.dumps(data, indent=2) + "\n"
