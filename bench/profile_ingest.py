@@ -43,25 +43,38 @@ BODIES_PER_SECOND = 3000
 # A frame that marks a thread as serving a request (gunicorn's gthread worker hands it the connection).
 REQUEST_FRAME = "handle (gunicorn/workers/gthread.py"
 ROOT = Path(__file__).resolve().parent.parent
-# Frames of the project's own code: py-spy prints a module's path as Python knows it, relative to
-# the server's working directory (the repository) or absolute.
-PROJECT = re.compile(r"\((?:" + re.escape(f"{ROOT}/") + r")?(apps|flk_project|sdk/python/flk_agent)/")
+# Frames of the project's own code. py-spy shortens a path: relative to the server's working
+# directory (the repository) or to the sys.path entry it was imported from; absolute otherwise.
+PROJECT = re.compile(r"\((?:" + re.escape(f"{ROOT}/") + r")?(?:sdk/python/)?(apps|flk_project|flk_agent)/")
+
+
+def _file(pattern: str) -> re.Pattern[str]:
+    """A frame whose file path starts with ``pattern`` or has it after a slash: ``name (path:line)``."""
+    return re.compile(r"\((?:[^()]*/)?(?:" + pattern + ")")
+
+
 # Resources, tested on each frame from the innermost outwards; the first frame that matches decides.
 RESOURCES: list[tuple[str, re.Pattern[str]]] = [
-    ("WAL fdatasync (own or a peer's, waited for)", re.compile(r"sync_upto \(.*apps/pcs/wal\.py")),
-    ("WAL write and framing", re.compile(r"apps/pcs/wal\.py")),
-    ("PostgreSQL (driver, round trips, Django's SQL layer)", re.compile(r"psycopg|django/db/")),
-    ("Redis (client and round trips)", re.compile(r"/redis/")),
-    ("JSON decode/encode", re.compile(r"/json/|\(<frozen json|orjson|apps/pcs/errors\.py")),
-    ("canonical payload + signature", re.compile(r"flk_agent/(signing|pcs|jcs)|/hmac\.py|cryptography/")),
-    ("policy, sanity checks, recomputation", re.compile(r"apps/policy/|flk_agent/signals|celpy|/cel")),
-    ("strict parse", re.compile(r"apps/pcs/parsing\.py")),
-    ("metrics (prometheus_client)", re.compile(r"prometheus_client/")),
-    ("logging", re.compile(r"/logging/")),
+    ("WAL fdatasync (own or a peer's, waited for)", re.compile(r"sync_upto \((?:[^()]*/)?apps/pcs/wal\.py")),
+    ("WAL write and framing", _file(r"apps/pcs/wal\.py")),
+    ("PostgreSQL (driver, round trips, Django's SQL layer)", _file(r"psycopg/|django/db/")),
+    ("Redis (client and round trips)", _file(r"redis/")),
+    (
+        "canonical JSON (RFC 8785), digests, signature",
+        _file(r"rfc8785/|flk_agent/(signing|pcs)\.py|hmac\.py|cryptography/"),
+    ),
+    ("JSON decode/encode", _file(r"json/|apps/pcs/errors\.py")),
+    (
+        "policy, PII scan, sanity checks, recomputation",
+        _file(r"apps/policy/|flk_agent/signals\.py|celpy/|phonenumbers/"),
+    ),
+    ("strict parse", _file(r"apps/pcs/parsing\.py")),
+    ("metrics (prometheus_client)", _file(r"prometheus_client/")),
+    ("logging", _file(r"logging/")),
     # A follower of the group commit waits for the leader's transaction (the leader's own time is SQL).
     ("group commit: waiting for the leader's transaction", re.compile(r"GroupCommitter\.submit \(")),
     ("other FLK code", PROJECT),
-    ("Django, DRF, gunicorn", re.compile(r"django/|rest_framework/|gunicorn/|wsgiref|socketserver")),
+    ("Django, DRF, gunicorn", _file(r"django/|rest_framework/|gunicorn/|whitenoise/|axes/|asgiref/")),
 ]
 
 
