@@ -5,7 +5,7 @@ of its accepted PCS (weight ``ALPHA`` per PCS, so roughly the last 1/ALPHA). A s
 score is its distance from that mean in standard deviations, divided by ``Z_FULL`` and capped at 1:
 6σ scores 0.5 (the default alert level), 9.6σ scores 0.8 (the default reject level). Signals of
 small windows are heavy-tailed: on honest streams of uniform points in 10-, 20- and 100-point windows
-(5,000 windows, ``python bench/policy_bench.py``) the 99.9th percentile was 3.5–4.5σ and the largest
+(5,000 windows, ``python -m bench.policy_bench``) the 99.9th percentile was 3.5–4.5σ and the largest
 5.6σ, so these levels leave honest traffic alone while a changed shape (a line among squares: 10σ and
 more) is refused. The statistical
 part counts only once ``WARMUP`` PCS have been seen. Each soft violation (a check that escalated)
