@@ -88,6 +88,23 @@ def error_response(exc: IngestError) -> HttpResponse:
     return _json_response(exc.status, exc.body(), headers)
 
 
+def submit_response(request: Request, *, batch: bool) -> HttpResponse:
+    """Read the body within its limit, run it through the pipeline, answer in JSON."""
+    received_at = timezone.now()
+    try:
+        body = read_limited_body(request, settings.BATCH_MAX_BODY_BYTES if batch else settings.MAX_BODY_BYTES)
+    except IngestError as exc:
+        return error_response(exc)
+    result: IngestResult = pcs_submit(
+        body=body,
+        tenant_header=request.headers.get("X-Tenant-Id"),
+        received_at=received_at,
+        client_addr=client_address(request),
+        batch=batch,
+    )
+    return _json_response(result.status, result.body, result.headers)
+
+
 _ERRORS = OpenApiResponse(ErrorSerializer)
 
 
@@ -120,18 +137,7 @@ class SubmitView(APIView):
         "differ is 422. Chunked bodies are accepted.",
     )
     def post(self, request: Request) -> HttpResponse:
-        received_at = timezone.now()
-        try:
-            body = read_limited_body(request)
-        except IngestError as exc:
-            return error_response(exc)
-        result: IngestResult = pcs_submit(
-            body=body,
-            tenant_header=request.headers.get("X-Tenant-Id"),
-            received_at=received_at,
-            client_addr=client_address(request),
-        )
-        return _json_response(result.status, result.body, result.headers)
+        return submit_response(request, batch=False)
 
 
 class SubmitBatchView(APIView):
@@ -162,19 +168,7 @@ class SubmitBatchView(APIView):
         "(503, the batch is kept and decided by replay).",
     )
     def post(self, request: Request) -> HttpResponse:
-        received_at = timezone.now()
-        try:
-            body = read_limited_body(request, settings.BATCH_MAX_BODY_BYTES)
-        except IngestError as exc:
-            return error_response(exc)
-        result: IngestResult = pcs_submit(
-            body=body,
-            tenant_header=request.headers.get("X-Tenant-Id"),
-            received_at=received_at,
-            client_addr=client_address(request),
-            batch=True,
-        )
-        return _json_response(result.status, result.body, result.headers)
+        return submit_response(request, batch=True)
 
 
 class FloorView(APIView):
