@@ -236,8 +236,13 @@ def test_body_limits_per_location_match_the_application(front, path, size, refus
         }
     else:
         assert answer.status_code != 413
-        # The request reached gunicorn: nginx logged an upstream time for it.
-        last = (front.directory / "access.log").read_text().splitlines()[-1]
+        # The request reached gunicorn: nginx logged an upstream time for it. nginx writes the line
+        # as it finalises the request, which may be just after the client has the answer.
+        log = front.directory / "access.log"
+        deadline = time.monotonic() + 5
+        while not (lines := log.read_text().splitlines()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        last = lines[-1]
         assert f'"POST {path} HTTP/1.1"' in last
         assert "upstream_time=-" not in last
 
