@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -158,22 +159,20 @@ def pcs_ingest_batch(
     the WAL). Otherwise the answer is 200 with one result per item, in order.
     """
     request = _Request(tenant_header, received_at, client_addr, from_wal)
-    try:
+
+    def decide_batch() -> IngestResult:
         items = parse_batch(body, max_items=settings.BATCH_MAX_ITEMS)
         try:
             tenant = _resolve_tenant(tenant_header)
         except IngestError as exc:
             raise _count_failed_auth(exc, tenant_header, client_addr, from_wal) from exc
         results = _decide_items(items, tenant, request)
-    except IngestError as exc:
-        return _error_result(exc)
-    except STORE_ERRORS as exc:
-        logger.error("ingest.store_unavailable tenant=%s error=%s batch=1", tenant_header, type(exc).__name__)
-        return _error_result(_unavailable(exc))
-    for result in results:
-        if result.headers.get("Idempotent-Replayed") != "true":
-            metrics.ingest.inc()
-    return IngestResult(200, {"results": [_item_result(result) for result in results]})
+        for result in results:
+            if result.headers.get("Idempotent-Replayed") != "true":
+                metrics.ingest.inc()
+        return IngestResult(200, {"results": [_item_result(result) for result in results]})
+
+    return _answered(decide_batch, tenant_header)
 
 
 def _decide_items(items: list[Any], tenant: Tenant, request: _Request) -> list[IngestResult]:
@@ -216,9 +215,10 @@ def _decide_items(items: list[Any], tenant: Tenant, request: _Request) -> list[I
         except IngestError as exc:
             results[index] = _error_result(exc)
             continue
-        results[index] = (
-            prepared if isinstance(prepared, IngestResult) else _store([prepared], request.from_wal)[0]
-        )
+        if isinstance(prepared, IngestResult):
+            results[index] = prepared
+        else:
+            results[index] = _committer(request.from_wal).submit([prepared])[0]
     return [result for result in results if result is not None]
 
 
@@ -247,16 +247,23 @@ def pcs_ingest(
     failed-authentication limiter are not applied again, and a stored decision is not counted as a
     dedup hit. Store outages become 503 here, in one place, wherever in the pipeline they happen.
     """
-    try:
-        result = _decide(body, tenant_header, received_at, client_addr, from_wal)
-    except IngestError as exc:
-        result = _error_result(exc)
-    except STORE_ERRORS as exc:
-        logger.error("ingest.store_unavailable tenant=%s error=%s", tenant_header, type(exc).__name__)
-        result = _error_result(_unavailable(exc))
+    result = _answered(
+        lambda: _decide(body, tenant_header, received_at, client_addr, from_wal), tenant_header
+    )
     if result.headers.get("Idempotent-Replayed") != "true":
         metrics.ingest.inc()
     return result
+
+
+def _answered(decide: Callable[[], IngestResult], tenant_header: str | None) -> IngestResult:
+    """Run ``decide``; a refusal is its answer, and any store outage is one 503 (the one mapping)."""
+    try:
+        return decide()
+    except IngestError as exc:
+        return _error_result(exc)
+    except STORE_ERRORS as exc:
+        logger.error("ingest.store_unavailable tenant=%s error=%s", tenant_header, type(exc).__name__)
+        return _error_result(_unavailable(exc))
 
 
 _TENANT_HEADER = re.compile(r"[\x21-\x7e]{1,256}")
