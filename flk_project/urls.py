@@ -11,6 +11,8 @@ urlpatterns = [
     path("v1/", include("apps.pcs.urls")),
     path("v1/audit/", include("apps.audit.urls")),
     path("v1/", include("apps.policy.urls")),
+    path("v1/", include("apps.review.urls")),
+    path("v1/", include("apps.reports.urls")),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("healthz", health.healthz, name="healthz"),
     path("health", health.health, name="health"),  # the original clients' probe

@@ -68,3 +68,27 @@ class CanManagePolicy(BasePermission):
         if not isinstance(request.user, TenantPrincipal):
             return False
         return request.method in ("GET", "HEAD", "OPTIONS") or request.user.scope == ApiToken.SCOPE_POLICY
+
+
+class HasScope(BasePermission):
+    """A tenant token of one scope; subclasses name it (``scope``) and say why in ``message``."""
+
+    scope = ""
+    message = ""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        return isinstance(request.user, TenantPrincipal) and request.user.scope == self.scope
+
+
+class CanReview(HasScope):
+    """Listing, claiming and deciding escalated PCS: a ``review``-scope token."""
+
+    scope = ApiToken.SCOPE_REVIEW
+    message = "reviewing escalated PCS needs a token of scope 'review'"
+
+
+class CanBuildReports(HasScope):
+    """Building and downloading compliance reports: a ``reports``-scope token."""
+
+    scope = ApiToken.SCOPE_REPORTS
+    message = "compliance reports need a token of scope 'reports'"

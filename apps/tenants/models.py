@@ -101,11 +101,18 @@ class SigningKey(models.Model):
 class ApiToken(models.Model):
     """A bearer token for the tenant API, scoped to one tenant. Only its SHA-256 is stored.
 
-    ``read`` tokens read decisions, usage and audit proofs; ``policy`` tokens may also change policies.
+    ``read`` tokens read decisions, usage and audit proofs; ``policy`` tokens may also change policies;
+    ``review`` tokens may also list, claim and decide escalated PCS; ``reports`` tokens may also build
+    and download compliance reports.
     """
 
-    SCOPE_READ, SCOPE_POLICY = "read", "policy"
-    SCOPE_CHOICES = [(SCOPE_READ, "read"), (SCOPE_POLICY, "read and manage policies")]
+    SCOPE_READ, SCOPE_POLICY, SCOPE_REVIEW, SCOPE_REPORTS = "read", "policy", "review", "reports"
+    SCOPE_CHOICES = [
+        (SCOPE_READ, "read"),
+        (SCOPE_POLICY, "read and manage policies"),
+        (SCOPE_REVIEW, "read and review escalated PCS"),
+        (SCOPE_REPORTS, "read and build compliance reports"),
+    ]
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)

@@ -277,8 +277,8 @@ def token_hash(raw: str) -> str:
 def token_issue(
     *, tenant: Tenant, name: str, actor: str, scope: str = ApiToken.SCOPE_READ
 ) -> tuple[ApiToken, str]:
-    """Create an API token (``read`` or ``policy`` scope); the raw value is returned once, never stored."""
-    if scope not in (ApiToken.SCOPE_READ, ApiToken.SCOPE_POLICY):
+    """Create an API token of a scope in ``ApiToken.SCOPE_CHOICES``; the raw value is shown once only."""
+    if scope not in dict(ApiToken.SCOPE_CHOICES):
         raise TenantError(f"unknown token scope {scope!r}")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(

@@ -48,6 +48,9 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.policy",
     "apps.tiering",
+    "apps.review",
+    "apps.reports",
+    "apps.siem",
 ]
 
 MIDDLEWARE = [

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.tenants.models import Tenant
+from apps.tenants.models import ApiToken, Tenant
 from apps.tenants.selectors import tenant_usage
 from apps.tenants.services import (
     TenantError,
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         token = sub.add_parser("issue-token")
         token.add_argument("slug")
         token.add_argument("--name", default="cli")
-        token.add_argument("--scope", choices=["read", "policy"], default="read")
+        token.add_argument("--scope", choices=[c for c, _ in ApiToken.SCOPE_CHOICES], default="read")
         sub.add_parser("reencrypt", help="re-encrypt stored secrets under the newest FLK_ENCRYPTION_KEYS key")
 
     def _tenant(self, slug: str) -> Tenant:

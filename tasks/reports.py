@@ -1,0 +1,3 @@
+"""Celery tasks of the reports app."""
+
+from __future__ import annotations
