@@ -10,7 +10,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flk_project.settings.base")
 
 app = Celery("flk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("tasks.wal", "tasks.audit", "tasks.review", "tasks.reports", "tasks.siem")
+app.conf.imports = (
+    "tasks.wal",
+    "tasks.audit",
+    "tasks.review",
+    "tasks.webhooks",
+    "tasks.reports",
+    "tasks.siem",
+)
 app.conf.task_routes = ("tasks.base.route_task",)
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("v1/audit/", include("apps.audit.urls")),
     path("v1/", include("apps.policy.urls")),
     path("v1/", include("apps.review.urls")),
+    path("v1/", include("apps.webhooks.urls")),
     path("v1/", include("apps.reports.urls")),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("healthz", health.healthz, name="healthz"),

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "apps.policy",
     "apps.tiering",
     "apps.review",
+    "apps.webhooks",
     "apps.reports",
     "apps.siem",
 ]

@@ -1,0 +1,7 @@
+"""Routes of this app under ``/v1/``."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []

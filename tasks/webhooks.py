@@ -1,0 +1,3 @@
+"""Celery tasks of the webhooks app."""
+
+from __future__ import annotations
