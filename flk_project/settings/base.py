@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import dj_database_url
 
-from flk_project.env import BASE_DIR, env_bool, env_int, env_list, env_path, env_str
+from flk_project.env import BASE_DIR, env_bool, env_float, env_int, env_list, env_path, env_str
 
 VAR_DIR = env_path("FLK_VAR_DIR", BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -167,6 +167,19 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "event"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# Tenant webhooks (docs/webhooks.md). Targets must be https:// and resolve to public addresses; the two
+# switches below lift that for development and tests only. Retries back off exponentially from
+# WEBHOOK_RETRY_BASE_SECONDS (with jitter, capped at WEBHOOK_RETRY_MAX_SECONDS) until
+# WEBHOOK_MAX_ATTEMPTS; a rotated secret keeps signing beside the new one for WEBHOOK_SECRET_GRACE_HOURS.
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+WEBHOOK_CA_BUNDLE = env_str("WEBHOOK_CA_BUNDLE", "")
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 60.0)
+WEBHOOK_RETRY_MAX_SECONDS = env_float("WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600.0)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+WEBHOOK_SECRET_GRACE_HOURS = env_float("WEBHOOK_SECRET_GRACE_HOURS", 24.0)
 
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
