@@ -128,3 +128,22 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
+
+
+class AuthFailureDay(models.Model):
+    """Failed authentications of one tenant on one UTC day, for compliance reports.
+
+    Failures are never audited (a flood must not grow the log): the failed-authentication limiter
+    counts them in Redis and a beat task adds the counts here (``auth_failure_days_flush``).
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="auth_failure_days")
+    day = models.DateField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day"], name="auth_failure_day_uniq")]
+        ordering = ["tenant", "day"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day}: {self.count}"

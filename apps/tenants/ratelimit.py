@@ -22,8 +22,9 @@ from datetime import UTC, date, datetime, timedelta
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
-from apps.tenants.models import RateBucket, Tenant
+from apps.tenants.models import AuthFailureDay, RateBucket, Tenant
 from flk_project.caches import register
 
 _LUA = """
@@ -162,12 +163,39 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-# One failure more: the counter of this window, and the seconds the window has left.
+# One failure more: the counter of this window, and the seconds the window has left. The same round
+# trip adds one to the day's durable count (KEYS[2], a hash of tenant header -> failures) that
+# ``auth_failure_days_flush`` moves into ``AuthFailureDay``; past ARGV[3] distinct headers a day,
+# failures go to one overflow field, so a flood of invented headers cannot grow the hash.
 _FAILURE_LUA = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local field = ARGV[2]
+if redis.call('HEXISTS', KEYS[2], field) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  field = ARGV[5]
+end
+redis.call('HINCRBY', KEYS[2], field, 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {n, redis.call('TTL', KEYS[1])}
 """
+
+# Durable per-day counts of failed authentications (compliance reports read them).
+_DAY_KEY_PREFIX = "flk:authfail:day:"
+_DAY_MAX_HEADERS = 1_000  # distinct tenant headers counted per day; the rest share _OVERFLOW
+_DAY_TTL_SECONDS = 8 * 86_400  # a week of missed flushes loses nothing
+_OVERFLOW = "\x00other"
+_LOCAL_FLUSH_SECONDS = 10.0  # without Redis: how often a process adds its counts to the database
+# Read a day's hash and delete it in one step, so a failure counted meanwhile lands in a new hash.
+_DRAIN_LUA = """
+local counts = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return counts
+"""
+
+
+def _day_field(tenant_header: str | None) -> str:
+    # A slug is at most 64 characters; anything longer cannot name a tenant anyway.
+    return (tenant_header or "")[:64]
 
 
 class AuthFailureLimiter:
@@ -188,6 +216,9 @@ class AuthFailureLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._script = redis_client.register_script(_FAILURE_LUA) if redis_client is not None else None
+        self._wall_clock = time.time
+        self._day_counts: dict[tuple[date, str], int] = {}  # without Redis: not yet in the database
+        self._day_flushed_at = time.monotonic()
         self._limit = limit
         self._window = max(1, window_seconds)
         self._clock = clock
@@ -204,10 +235,15 @@ class AuthFailureLimiter:
         if self._limit <= 0:
             return None
         key = self._key(tenant_header, client_addr)
+        day = datetime.fromtimestamp(self._wall_clock(), UTC).date()
         if self._script is not None:
-            count, ttl = self._script(keys=[key], args=[self._window])
+            count, ttl = self._script(
+                keys=[key, f"{_DAY_KEY_PREFIX}{day.isoformat()}"],
+                args=[self._window, _day_field(tenant_header), _DAY_MAX_HEADERS, _DAY_TTL_SECONDS, _OVERFLOW],
+            )
             count, left = int(count), float(max(1, int(ttl)))
         else:
+            self._count_day_locally(day, _day_field(tenant_header))
             now = self._clock()
             start, count = self._local.get(key, (now, 0))
             if now - start >= self._window:
@@ -218,6 +254,73 @@ class AuthFailureLimiter:
             self._local[key] = (start, count)
             left = self._window - (now - start)
         return left if count > self._limit else None
+
+    def _count_day_locally(self, day: date, field: str) -> None:
+        """The embedded default's durable count: kept in memory, added to the database every few seconds."""
+        if len(self._day_counts) >= _DAY_MAX_HEADERS and (day, field) not in self._day_counts:
+            field = _OVERFLOW
+        self._day_counts[(day, field)] = self._day_counts.get((day, field), 0) + 1
+        if time.monotonic() - self._day_flushed_at >= _LOCAL_FLUSH_SECONDS:
+            counts, self._day_counts = self._day_counts, {}
+            self._day_flushed_at = time.monotonic()
+            auth_failure_days_add(counts)
+
+
+def auth_failure_days_add(counts: dict[tuple[date, str], int]) -> int:
+    """Add failure counts keyed by (day, tenant header) to ``AuthFailureDay``; return how many were kept.
+
+    A header maps to the tenant of that slug (every header to the default tenant when multi-tenancy is
+    off, where the header is ignored); failures naming no tenant have nobody to report to and are
+    dropped here, after the limiter has done its work with them.
+    """
+    by_tenant: dict[tuple[int, date], int] = {}
+    slugs = {header for _, header in counts}
+    if settings.MULTI_TENANT:
+        ids = dict(Tenant.objects.filter(slug__in=slugs).values_list("slug", "pk"))
+    else:
+        default = Tenant.objects.filter(slug=settings.DEFAULT_TENANT_ID).values_list("pk", flat=True).first()
+        ids = {slug: default for slug in slugs} if default is not None else {}
+    for (day, header), n in counts.items():
+        if header in ids:
+            by_tenant[(ids[header], day)] = by_tenant.get((ids[header], day), 0) + n
+    with transaction.atomic():
+        for (tenant_id, day), n in sorted(by_tenant.items()):
+            row, _ = AuthFailureDay.objects.select_for_update().get_or_create(tenant_id=tenant_id, day=day)
+            AuthFailureDay.objects.filter(pk=row.pk).update(count=F("count") + n)
+    return sum(by_tenant.values())
+
+
+def auth_failure_days_flush() -> int:
+    """Move the per-day failure counts from Redis into ``AuthFailureDay``; safe to run any time.
+
+    Each day's hash is read and deleted in one step; if the database write then fails, the counts are
+    put back, so a flush loses nothing short of a crash between the two.
+    """
+    client = _redis_client()
+    if client is None:
+        return 0
+    drain = client.register_script(_DRAIN_LUA)
+    kept = 0
+    for key in sorted(client.scan_iter(match=f"{_DAY_KEY_PREFIX}*", count=100)):
+        try:
+            day = date.fromisoformat(key.decode()[len(_DAY_KEY_PREFIX) :])
+        except ValueError:
+            continue  # not a key this module wrote
+        raw = drain(keys=[key])
+        fields = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw]
+        counts = {(day, fields[i]): int(fields[i + 1]) for i in range(0, len(fields), 2)}
+        if not counts:
+            continue
+        try:
+            kept += auth_failure_days_add(counts)
+        except Exception:
+            pipe = client.pipeline()
+            for (_, header), n in counts.items():
+                pipe.hincrby(key, header, n)
+            pipe.expire(key, _DAY_TTL_SECONDS)
+            pipe.execute()
+            raise
+    return kept
 
 
 def _redis_client() -> redis.Redis | None:
