@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,17 +79,24 @@ def decision_insert(*, decision: Decision, body: dict[str, Any], single_statemen
         return _insert_group(decision.tenant_id, [(decision, body)], single_statement)[0]
 
 
-def decisions_insert(*, written: Sequence[Written]) -> list[int | None]:
+def decisions_insert(*, written: Sequence[Written], isolate_conflicts: bool = True) -> list[int | None]:
     """Store a group of decisions, one head lock per tenant; each one's audit index, in order.
 
     A decision whose PCS already has a record gets None and nothing is written for it; the others are
-    written all the same. Must run inside the caller's transaction.
+    written all the same. Must run inside the caller's transaction. Isolating conflicts costs a
+    savepoint per tenant (two more round trips); without it a conflict raises ``IntegrityError`` and
+    spoils the caller's transaction, for callers that rarely meet one and retry with isolation.
     """
     results: list[int | None] = [None] * len(written)
     by_tenant: dict[int, list[int]] = defaultdict(list)
     for index, (decision, _) in enumerate(written):
         by_tenant[decision.tenant_id].append(index)
     for tenant_id, indices in sorted(by_tenant.items()):  # one lock order: no deadlock between groups
+        if not isolate_conflicts:
+            seqs = _insert_group(tenant_id, [written[i] for i in indices])
+            for i, seq in zip(indices, seqs, strict=True):
+                results[i] = seq
+            continue
         try:
             with transaction.atomic():
                 seqs: list[int | None] = list(_insert_group(tenant_id, [written[i] for i in indices]))
@@ -177,9 +183,9 @@ def _insert_composed(tenant_id: int, group: Sequence[Written]) -> list[int]:
         received_at=[d.received_at for d in decisions],
     )
     # A raw psycopg cursor binds parameters on the server, so psycopg prepares the statement after a
-    # few executions; Django's cursor would quote every value in Python and re-plan each time.
-    scope = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    with scope, connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    # few executions; Django's cursor would quote every value in Python and re-plan each time. The
+    # caller's transaction (``decision_insert``, ``decisions_insert``) rolls back on an error.
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
         cursor.execute("WITH " + audit_sql + _records_sql(), params)
         (count,) = cursor.fetchone()
     if count != len(group):

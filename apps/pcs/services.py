@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import redis
 from django.conf import settings
-from django.db import InterfaceError, InternalError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, InternalError, OperationalError, transaction
 
 from apps.pcs import metrics, wal
 from apps.pcs.commit import GroupCommitter
@@ -439,18 +439,29 @@ def _prepare(pcs: dict[str, Any], tenant: Tenant, request: _Request) -> IngestRe
 
     # Checks on unsigned fields (sent_at, v_star, ft) run only once no decision exists, so a retry of a
     # decided PCS with a new sent_at or ft replays the stored answer instead of being judged again.
+    # The hot store forgets (a Redis restart, its TTL), and then the stored decision is the authority.
+    # It is not looked up here, which would cost every submission a database round trip: a new verdict
+    # for a decided PCS meets the unique constraint when it is stored and is answered from the record
+    # (``_answer_from_conflicting_insert``). Only a refusal, which stores nothing, looks first.
     try:
-        if not store.transactional:
-            # The hot store forgets (a Redis restart, its TTL): the stored decision is the authority.
-            record = PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs["pcs_id"]).first()
+        verdict = _judge(pcs, tenant, digest, claim, request.received_at)
+    except IngestError:
+        try:
+            record = None if store.transactional else _record_of(tenant, pcs["pcs_id"])
             if record is not None:
                 return _answer_from_record(record, pcs, digest, inputs, tenant, claim, request.from_wal)
-        verdict = _judge(pcs, tenant, digest, claim, request.received_at)
+        finally:
+            _release(claim)
+        raise
     except BaseException:
         _release(claim)
         raise
     metrics.verify_latency.observe(time.perf_counter() - started)
     return verdict
+
+
+def _record_of(tenant: Tenant, pcs_id: str) -> PcsRecord | None:
+    return PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs_id).first()
 
 
 def _release(claim: Claim) -> None:
@@ -536,15 +547,13 @@ def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
     answered from the stored record instead; its savepoint keeps the others.
     """
     store = get_dedup_store()
-    results: list[IngestResult | None] = [None] * len(verdicts)
     try:
-        with transaction.atomic():
-            seqs = decisions_insert(written=[(verdict.decision, verdict.body) for verdict in verdicts])
-            for index, (verdict, seq) in enumerate(zip(verdicts, seqs, strict=True)):
-                if seq is None:
-                    results[index] = _answer_from_conflicting_insert(verdict, from_wal)
-                elif store.transactional:
-                    store.complete(verdict.claim, _outcome(verdict))
+        try:
+            results = _store_group(verdicts, from_wal, isolate_conflicts=False)
+        except IntegrityError:
+            # Rare: a PCS of the group was decided behind the hot store's back. Again, with each
+            # conflict kept to its own savepoint, so only those are answered from their records.
+            results = _store_group(verdicts, from_wal, isolate_conflicts=True)
     except BaseException:
         for verdict in verdicts:
             _release(verdict.claim)
@@ -560,6 +569,29 @@ def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
                 logger.warning("ingest.dedup_complete_failed pcs_id=%s", verdict.pcs["pcs_id"])
         results[index] = _decided(verdict)
     return [result for result in results if result is not None]
+
+
+def _store_group(
+    verdicts: list[_Verdict], from_wal: bool, *, isolate_conflicts: bool
+) -> list[IngestResult | None]:
+    """One transaction: the decisions, and the claims of a transactional dedup store completed in it.
+
+    Answers only the verdicts that met a stored decision (None for the others). Without
+    ``isolate_conflicts`` a conflict raises ``IntegrityError`` and nothing is written.
+    """
+    store = get_dedup_store()
+    results: list[IngestResult | None] = [None] * len(verdicts)
+    with transaction.atomic():
+        seqs = decisions_insert(
+            written=[(verdict.decision, verdict.body) for verdict in verdicts],
+            isolate_conflicts=isolate_conflicts,
+        )
+        for index, (verdict, seq) in enumerate(zip(verdicts, seqs, strict=True)):
+            if seq is None:
+                results[index] = _answer_from_conflicting_insert(verdict, from_wal)
+            elif store.transactional:
+                store.complete(verdict.claim, _outcome(verdict))
+    return results
 
 
 def _outcome(verdict: _Verdict) -> StoredOutcome:
