@@ -181,6 +181,19 @@ WEBHOOK_RETRY_MAX_SECONDS = env_float("WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600.0)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
 WEBHOOK_SECRET_GRACE_HOURS = env_float("WEBHOOK_SECRET_GRACE_HOURS", 24.0)
 
+# SIEM streaming (docs/siem.md). A run of the siem task streams every active sink for at most
+# SIEM_RUN_SECONDS; a batch is tried SIEM_MAX_ATTEMPTS times within a run, waiting a full-jitter backoff
+# from SIEM_BACKOFF_BASE_SECONDS up to SIEM_BACKOFF_MAX_SECONDS (or Retry-After); a sink that failed
+# a run waits up to SIEM_RETRY_MAX_SECONDS before the next. Endpoints must be https (or loopback)
+# unless SIEM_ALLOW_HTTP.
+SIEM_RUN_SECONDS = env_float("SIEM_RUN_SECONDS", 25.0)
+SIEM_MAX_ATTEMPTS = env_int("SIEM_MAX_ATTEMPTS", 5)
+SIEM_BACKOFF_BASE_SECONDS = env_float("SIEM_BACKOFF_BASE_SECONDS", 0.5)
+SIEM_BACKOFF_MAX_SECONDS = env_float("SIEM_BACKOFF_MAX_SECONDS", 10.0)
+SIEM_RETRY_MAX_SECONDS = env_float("SIEM_RETRY_MAX_SECONDS", 300.0)
+SIEM_HTTP_TIMEOUT_SECONDS = env_float("SIEM_HTTP_TIMEOUT_SECONDS", 10.0)
+SIEM_ALLOW_HTTP = env_bool("SIEM_ALLOW_HTTP", False)
+
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.observability import *  # noqa: E402,F403
