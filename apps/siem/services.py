@@ -60,7 +60,8 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _validate(sink: SiemSink) -> None:
+def sink_validate(*, sink: SiemSink) -> None:
+    """Raise ``SiemError`` naming every problem of a sink's kind, options, limits and endpoint."""
     problems = []
     if sink.kind not in VENDORS:
         raise SiemError(f"unknown sink kind {sink.kind!r}: one of {', '.join(VENDORS)}")
@@ -111,7 +112,7 @@ def sink_create(
         state=SiemSink.STATE_ACTIVE if active else SiemSink.STATE_PAUSED,
         secret_encrypted=encrypt_secret(secret.encode()),
     )
-    _validate(sink)
+    sink_validate(sink=sink)
     sink.save()
     _audit(sink, "siem_sink_created", actor, f"kind={kind} endpoint={sink.endpoint or '-'}", {"kind": kind})
     return sink
@@ -134,7 +135,7 @@ def sink_update(
         sink.secret_encrypted = encrypt_secret(secret.encode())
     if not changed and not secret:
         return sink
-    _validate(sink)
+    sink_validate(sink=sink)
     sink.save()
     what = " ".join(changed) + (" secret" if secret else "")
     facts = {"fields": changed, "secret_replaced": bool(secret)}
