@@ -9,6 +9,15 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "seal-checkpoints": {"task": "tasks.audit.seal_checkpoints", "schedule": 60.0},
     "anchor-checkpoints": {"task": "tasks.audit.anchor_checkpoints", "schedule": 60.0},
     "async-audit": {"task": "tasks.audit.async_audit", "schedule": 60.0},
+    # Webhooks: new escalations and review outcomes reach receivers within seconds; runs that pile up
+    # while the worker is away expire, since one run catches up on everything.
+    "webhooks-dispatch": {"task": "tasks.webhooks.dispatch", "schedule": 5.0, "options": {"expires": 5.0}},
     # SIEM streaming every 5 s; a message not picked up within 5 s is dropped, as the next one is due.
     "siem-stream": {"task": "tasks.siem.siem_stream", "schedule": 5.0, "options": {"expires": 5.0}},
+    # Review queue: new escalations become queue items (the API and admin also sync before listing).
+    "review-queue-sync": {
+        "task": "tasks.review.review_queue_sync",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }
