@@ -185,4 +185,4 @@ class SiemSinkAdmin(admin.ModelAdmin):
             result = sink_send_test(sink=sink, actor=_actor(request))
             level = messages.SUCCESS if result.ok else messages.ERROR
             verdict = "accepted the test event" if result.ok else "refused the test event"
-            self.message_user(request, f"{sink.name} {verdict}: {result.detail}", level)
+            self.message_user(request, f"Sink {sink.name} {verdict}: {result.detail}", level)
