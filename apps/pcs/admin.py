@@ -1,11 +1,17 @@
 """Operator views of decided PCS (read-only: decisions are changed only through review)."""
 
+from collections.abc import Sequence
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from apps.audit.models import AuditEntry
 from apps.pcs.models import PcsRecord, QuarantinedRequest
 from apps.pcs.quarantine import quarantined_retry
+from apps.pcs.selectors import pcs_audit_history, pcs_review_status
 from flk_project.admin_readonly import ReadOnlyModelAdmin
 
 
@@ -24,6 +30,52 @@ class PcsRecordAdmin(ReadOnlyModelAdmin):
     list_filter = ("status_code", "escalated", "tenant", "policy_version")
     search_fields = ("pcs_id", "shard_id")
     date_hierarchy = "decided_at"
+    readonly_fields = ("review_status", "audit_history")
+
+    def _history(self, record: PcsRecord) -> list[AuditEntry]:
+        if not hasattr(record, "_audit_history"):
+            record._audit_history = pcs_audit_history(
+                tenant_id=record.tenant_id, pcs_id=record.pcs_id, decision_entry_id=record.audit_entry_id
+            )
+        return record._audit_history
+
+    @admin.display(description="review status")
+    def review_status(self, record: PcsRecord) -> str:
+        return pcs_review_status(record=record, history=self._history(record)) or "not escalated"
+
+    @admin.display(description="audit history")
+    def audit_history(self, record: PcsRecord) -> SafeString:
+        return audit_history_html(self._history(record))
+
+
+def audit_history_html(entries: Sequence[AuditEntry]) -> SafeString:
+    """A PCS's audit entries as a table: the decision, then any review that supersedes it."""
+    if not entries:
+        return format_html("<p>{}</p>", "No audit entries.")
+    rows = format_html_join(
+        "",
+        "<tr class='history-{}'>" + "<td>{}</td>" * 8 + "</tr>",
+        (
+            (
+                entry.kind,
+                entry.seq,
+                entry.kind,
+                entry.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                entry.actor,
+                entry.status if entry.status is not None else "",
+                entry.details.get("outcome", ""),
+                entry.details.get("supersedes_seq", ""),
+                entry.details.get("reason", entry.reason),
+            )
+            for entry in entries
+        ),
+    )
+    return format_html(
+        "<table class='audit-history'><thead><tr><th>seq</th><th>kind</th><th>time</th><th>actor</th>"
+        "<th>status</th><th>outcome</th><th>supersedes seq</th><th>reason</th></tr></thead>"
+        "<tbody>{}</tbody></table>",
+        rows,
+    )
 
 
 @admin.register(QuarantinedRequest)

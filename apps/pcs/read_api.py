@@ -9,7 +9,7 @@ import re
 from typing import Any
 from urllib import parse
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.pagination import Cursor, CursorPagination
@@ -17,8 +17,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.models import AuditEntry
 from apps.pcs.models import PcsRecord
-from apps.pcs.selectors import PCS_ID, STATUS_FILTERS, pcs_record_get, pcs_records
+from apps.pcs.selectors import (
+    PCS_ID,
+    STATUS_FILTERS,
+    pcs_audit_history,
+    pcs_record_get,
+    pcs_records,
+    pcs_review_status,
+)
 from apps.tenants.auth import IsTenant, TenantTokenAuthentication
 from apps.tenants.selectors import tenant_usage
 from flk_project.api_errors import ApiError, error_responses, not_found
@@ -55,6 +63,60 @@ class PcsRecordSerializer(serializers.ModelSerializer):
 
     def get_decision(self, record: PcsRecord) -> dict[str, Any]:
         return json.loads(record.response)
+
+
+class AuditHistoryEntrySerializer(serializers.ModelSerializer):
+    """One audit entry about a PCS: its decision, or a reviewer's outcome that supersedes it."""
+
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "seq",
+            "kind",
+            "created_at",
+            "actor",
+            "status",
+            "reason",
+            "policy_version",
+            "details",
+            "entry_hash",
+        ]
+
+
+class PcsRecordDetailSerializer(PcsRecordSerializer):
+    """A decided PCS with its review status and its audit history (``GET /v1/pcs/{pcs_id}``).
+
+    ``review_status`` is present for escalated PCS only: ``pending_review`` until a reviewer decides,
+    then ``accepted`` or ``rejected``. ``decision`` stays the answer given at ingest, as replays do.
+    """
+
+    review_status = serializers.SerializerMethodField(
+        help_text="escalated PCS only: pending_review, accepted or rejected"
+    )
+    history = serializers.SerializerMethodField()
+
+    class Meta(PcsRecordSerializer.Meta):
+        fields = [*PcsRecordSerializer.Meta.fields, "review_status", "history"]
+
+    def _history(self, record: PcsRecord) -> list[AuditEntry]:
+        if not hasattr(record, "_audit_history"):
+            record._audit_history = pcs_audit_history(
+                tenant_id=record.tenant_id, pcs_id=record.pcs_id, decision_entry_id=record.audit_entry_id
+            )
+        return record._audit_history
+
+    def get_review_status(self, record: PcsRecord) -> str | None:
+        return pcs_review_status(record=record, history=self._history(record))
+
+    @extend_schema_field(AuditHistoryEntrySerializer(many=True))
+    def get_history(self, record: PcsRecord) -> list[dict[str, Any]]:
+        return AuditHistoryEntrySerializer(self._history(record), many=True).data
+
+    def to_representation(self, record: PcsRecord) -> dict[str, Any]:
+        data = super().to_representation(record)
+        if data.get("review_status") is None:
+            data.pop("review_status", None)
+        return data
 
 
 class _TenantScoped:
@@ -134,7 +196,7 @@ class PcsDetailView(_TenantScoped, RetrieveAPIView):
     names a resource, and no resource has that name.
     """
 
-    serializer_class = PcsRecordSerializer
+    serializer_class = PcsRecordDetailSerializer
 
     @extend_schema(
         parameters=[
@@ -145,7 +207,7 @@ class PcsDetailView(_TenantScoped, RetrieveAPIView):
                 description="lowercase hex SHA-256 (64 digits)",
             )
         ],
-        responses={200: PcsRecordSerializer, **error_responses(401, 404, 406, 503)},
+        responses={200: PcsRecordDetailSerializer, **error_responses(401, 404, 406, 503)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

@@ -194,6 +194,16 @@ SIEM_RETRY_MAX_SECONDS = env_float("SIEM_RETRY_MAX_SECONDS", 300.0)
 SIEM_HTTP_TIMEOUT_SECONDS = env_float("SIEM_HTTP_TIMEOUT_SECONDS", 10.0)
 SIEM_ALLOW_HTTP = env_bool("SIEM_ALLOW_HTTP", False)
 
+# Review queue of escalated PCS (apps.review; docs/review.md).
+# How long a reviewer's claim holds an item before it returns to the queue.
+REVIEW_CLAIM_SECONDS = env_int("REVIEW_CLAIM_SECONDS", 900)
+# Longest reviewer's reason kept (the audit entry's details hold it whole).
+REVIEW_REASON_MAX_CHARS = env_int("REVIEW_REASON_MAX_CHARS", 2000)
+# Most PCS one bulk decision names.
+REVIEW_BULK_MAX_ITEMS = env_int("REVIEW_BULK_MAX_ITEMS", 500)
+# How far back each queue sync re-reads decisions: covers commit delay and clock skew between hosts.
+REVIEW_SYNC_MARGIN_SECONDS = env_int("REVIEW_SYNC_MARGIN_SECONDS", 300)
+
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.observability import *  # noqa: E402,F403
