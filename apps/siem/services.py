@@ -25,7 +25,7 @@ from apps.siem.delivery import SinkConfig
 from apps.siem.events import Event
 from apps.siem.models import SiemCursor, SiemSink
 from apps.siem.vendors import DELIVERED, DUPLICATE, VENDORS, TooLarge, limits_check, options_check
-from apps.tenants.crypto import encrypt_secret
+from apps.tenants.crypto import encrypt_secret, reencrypt_secret
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger("flk.siem")
@@ -246,3 +246,16 @@ def sink_send_test(*, sink: SiemSink, actor: str) -> TestResult:
     ok = answer.outcomes[0] in (DELIVERED, DUPLICATE)
     logger.info("siem.test sink=%s actor=%s ok=%s", sink.name, actor, ok)
     return TestResult(ok, f"HTTP {response.status_code}, event id {event_id}" if ok else answer.problem)
+
+
+@transaction.atomic
+def sink_secrets_reencrypt() -> int:
+    """Re-encrypt every sink secret under the newest ``FLK_ENCRYPTION_KEYS`` key; return how many.
+
+    Run with ``manage.py tenant reencrypt`` when rotating the encryption key, before the old key is dropped.
+    """
+    count = 0
+    for sink in SiemSink.objects.select_for_update().exclude(secret_encrypted=""):
+        SiemSink.objects.filter(pk=sink.pk).update(secret_encrypted=reencrypt_secret(sink.secret_encrypted))
+        count += 1
+    return count

@@ -6,6 +6,7 @@ The receivers stand in for the vendors' services, which cannot run here (tests/s
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.db import connection
@@ -186,3 +187,14 @@ def test_the_command_shows_status_and_sends(db, tenant, capsys):
     assert receiver.ids == expected_ids(tenant)
     call_command("siem", "status")
     assert "default: next seq 4 of 4, lag 0" in capsys.readouterr().out
+
+
+def test_secrets_follow_an_encryption_key_rotation(db, settings, capsys):
+    sink = sink_create(
+        name="s", kind="splunk_hec", secret=SECRET, actor="t", endpoint="https://h.example.com"
+    )
+    settings.FLK_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *settings.FLK_ENCRYPTION_KEYS]
+    call_command("siem", "reencrypt")
+    assert "re-encrypted 1 sink secret(s)" in capsys.readouterr().out
+    settings.FLK_ENCRYPTION_KEYS = settings.FLK_ENCRYPTION_KEYS[:1]  # the old key is gone
+    assert decrypt_secret(SiemSink.objects.get(pk=sink.pk).secret_encrypted).decode() == SECRET

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.siem.delivery import sink_deliver
 from apps.siem.models import SiemSink
 from apps.siem.selectors import sink_positions
+from apps.siem.services import sink_secrets_reencrypt
 
 
 class Command(BaseCommand):
@@ -24,6 +25,7 @@ class Command(BaseCommand):
         send.add_argument(
             "--seconds", type=float, default=None, help="time budget (default SIEM_RUN_SECONDS)"
         )
+        sub.add_parser("reencrypt", help="re-encrypt sink secrets under the newest FLK_ENCRYPTION_KEYS key")
 
     def handle(self, *args: Any, **options: Any) -> None:
         sinks = SiemSink.objects.select_related("tenant").order_by("name")
@@ -31,7 +33,9 @@ class Command(BaseCommand):
             sinks = sinks.filter(name=options["sink"])
             if not sinks.exists():
                 raise CommandError(f"no sink named {options['sink']!r}")
-        if options["action"] == "status":
+        if options["action"] == "reencrypt":
+            self.stdout.write(f"re-encrypted {sink_secrets_reencrypt()} sink secret(s)")
+        elif options["action"] == "status":
             self._status(list(sinks))
         else:
             self._send(list(sinks), options["seconds"] or settings.SIEM_RUN_SECONDS)
