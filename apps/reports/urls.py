@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from apps.reports.api import ReportBundleView, ReportDetailView, ReportListView
+
+urlpatterns: list[URLPattern] = [
+    path("reports", ReportListView.as_view(), name="reports"),
+    path("reports/<int:run_id>", ReportDetailView.as_view(), name="report-detail"),
+    path("reports/<int:run_id>/bundle", ReportBundleView.as_view(), name="report-bundle"),
+]

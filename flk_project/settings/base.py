@@ -204,6 +204,16 @@ REVIEW_BULK_MAX_ITEMS = env_int("REVIEW_BULK_MAX_ITEMS", 500)
 # How far back each queue sync re-reads decisions: covers commit delay and clock skew between hosts.
 REVIEW_SYNC_MARGIN_SECONDS = env_int("REVIEW_SYNC_MARGIN_SECONDS", 300)
 
+# Compliance reports (apps.reports; docs/compliance.md). Bundles are zips written under REPORTS_DIR, or
+# to S3 when REPORTS_BUCKET names a bucket (credentials from the usual boto3 environment).
+REPORTS_DIR = env_path("REPORTS_DIR", VAR_DIR / "reports")
+REPORTS_BUCKET = env_str("REPORTS_BUCKET", "")
+REPORTS_S3_PREFIX = env_str("REPORTS_S3_PREFIX", "reports/")
+REPORTS_S3_ENDPOINT_URL = env_str("REPORTS_S3_ENDPOINT_URL", "")
+REPORTS_S3_REGION = env_str("REPORTS_S3_REGION", "")
+# Frameworks the daily beat entry builds for the previous month, per active tenant.
+REPORTS_MONTHLY_FRAMEWORKS = env_list("REPORTS_MONTHLY_FRAMEWORKS", "soc2,iso27001,hipaa,gdpr")
+
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.observability import *  # noqa: E402,F403

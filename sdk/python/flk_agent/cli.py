@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage or input; 3 server unreachable (demo);
 4 at least one PCS ended in the dead-letter file; 5 the outbox is used by another process;
-6 an audit proof or checkpoint does not verify.
+6 an audit proof or checkpoint, or a report bundle, does not verify.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from flk_agent.delivery import DeliveryReport, RetryPolicy, deliver_pending
 from flk_agent.demo import demo_cases
 from flk_agent.inputs import load_points
 from flk_agent.outbox import DEAD, PENDING, Outbox, OutboxLocked, OutboxRecord
+from flk_agent.report import previous_checkpoint_note, verify_bundle
 from flk_agent.signals import DEFAULT_SCALES
 from flk_agent.signing import Ed25519Signer, HmacSigner, Signer
 from flk_agent.stream import StreamCheckpoint, window_pcs, windows_by_count, windows_by_time
@@ -409,6 +410,30 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    try:
+        previous = previous_checkpoint_note(args.previous) if args.previous else None
+        schema = Path(args.oscal_schema).read_bytes() if args.oscal_schema else None
+        if not Path(args.bundle).is_file():
+            raise UsageError(f"{args.bundle}: no such file")
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(str(exc)) from exc
+    result = verify_bundle(
+        args.bundle, public_key_b64=args.public_key, previous_note=previous, oscal_schema=schema
+    )
+    data = {"verified": result.ok, "problems": result.problems, "notes": result.notes, **result.summary}
+    lines = [f"NOT VERIFIED: {problem}" for problem in result.problems]
+    lines += [f"note: {note}" for note in result.notes]
+    if result.ok:
+        lines.insert(
+            0,
+            f"OK: {result.summary.get('framework')} report {result.summary.get('report_id')} of "
+            f"{result.summary.get('tenant')}, checkpoint at size {result.summary.get('tree_size')}",
+        )
+    _emit(args, data, "\n".join(lines))
+    return EXIT_OK if result.ok else EXIT_NOT_VERIFIED
+
+
 # -- parser ---------------------------------------------------------------------------------------
 
 
@@ -534,6 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--old", required=True, help="the older signed checkpoint")
             cmd.add_argument("--new", required=True, help="the newer signed checkpoint")
         cmd.set_defaults(func=_cmd_audit)
+
+    report = sub.add_parser("report", parents=[common], help="verify a compliance report bundle offline")
+    report_sub = report.add_subparsers(dest="action", required=True)
+    verify = report_sub.add_parser(
+        "verify", parents=[common], help="check every file, signature and proof of a report bundle (zip)"
+    )
+    verify.add_argument("bundle", help="the report bundle downloaded from the server (.zip)")
+    verify.add_argument(
+        "--public-key", help="the audit Ed25519 public key, base64, from a source you trust (pin it)"
+    )
+    verify.add_argument(
+        "--previous", help="the previous report's bundle (or its checkpoint note) this one must extend"
+    )
+    verify.add_argument("--oscal-schema", help="validate the OSCAL document against this schema file instead")
+    verify.set_defaults(func=_cmd_report)
 
     demo = sub.add_parser("demo", parents=[common], help="send synthetic PCS that show every kind of answer")
     demo.add_argument("--url", default=os.environ.get("FLK_URL", "http://127.0.0.1:8000"))
