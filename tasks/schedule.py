@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "wal-maintain": {"task": "tasks.wal.wal_maintain", "schedule": 60.0},
     "seal-checkpoints": {"task": "tasks.audit.seal_checkpoints", "schedule": 60.0},
@@ -19,5 +21,17 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "tasks.review.review_queue_sync",
         "schedule": 30.0,
         "options": {"expires": 30.0},
+    },
+    # Compliance reports: daily, request last month's reports still missing (the month's first run
+    # makes them, later days catch up after downtime); failed-auth counts move from Redis every minute.
+    "reports-monthly": {
+        "task": "tasks.reports.request_monthly_reports",
+        "schedule": crontab(minute=30, hour=1),
+        "options": {"expires": 3600.0},
+    },
+    "reports-auth-failures-flush": {
+        "task": "tasks.reports.flush_auth_failures",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
 }
