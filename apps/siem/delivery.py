@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -270,7 +271,13 @@ def sink_deliver(
         return report
     tenants = sink_scope(sink=sink)
     _cursors_ensure(sink, tenants)
-    config = SinkConfig(sink)
+    try:
+        config = SinkConfig(sink)
+    except ImproperlyConfigured as exc:
+        # The secret no longer decrypts (an encryption key dropped too early): no run can fix that.
+        _stop(sink, f"the sink's secret cannot be read: {exc}", "secret")
+        report.error, report.state = str(exc), SiemSink.STATE_STOPPED
+        return report
     own_client = client is None
     client = client or httpx.Client(timeout=settings.SIEM_HTTP_TIMEOUT_SECONDS)
     try:

@@ -198,3 +198,13 @@ def test_secrets_follow_an_encryption_key_rotation(db, settings, capsys):
     assert "re-encrypted 1 sink secret(s)" in capsys.readouterr().out
     settings.FLK_ENCRYPTION_KEYS = settings.FLK_ENCRYPTION_KEYS[:1]  # the old key is gone
     assert decrypt_secret(SiemSink.objects.get(pk=sink.pk).secret_encrypted).decode() == SECRET
+
+
+def test_a_secret_that_no_longer_decrypts_stops_the_sink_with_the_reason(db, tenant, settings):
+    with SplunkHecReceiver(TOKEN).running() as receiver:
+        sink = make_sink(SiemSink.KIND_SPLUNK, receiver)
+        settings.FLK_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the key it was stored with is gone
+        sink_deliver(sink=sink)
+    sink.refresh_from_db()
+    assert sink.state == SiemSink.STATE_STOPPED and "cannot be read" in sink.last_error
+    assert receiver.requests == []
