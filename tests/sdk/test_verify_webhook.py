@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -99,3 +100,21 @@ def test_the_helper_works_without_django():
     code = "import sys, flk_agent.webhooks; assert 'django' not in sys.modules; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_receiver_example_in_the_docs_runs_as_written():
+    # docs/webhooks.md promises a receiver in about ten lines: run that block, as a reader would copy it.
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs/webhooks.md").read_text()
+    block = text.split("## Check the signature", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in block.splitlines() if line.strip()]) <= 15
+    namespace: dict = {}
+    exec(block.replace('["whsec_…"]', repr([OLD, SECRET])), namespace)
+    body = json.dumps({"id": "evt_2", "type": "pcs.escalated", "pcs_id": "ab", "data": {}}).encode()
+    signed = signature_header(body, [SECRET], int(time.time()))
+    assert namespace["handle"](body, {"FLK-Signature": signed}) == 200
+    assert namespace["handle"](body, {"FLK-Signature": signed}) == 200  # a repeat is acknowledged, not redone
+    assert namespace["seen"] == {"evt_2"}
+    assert namespace["handle"](body + b" ", {"FLK-Signature": signed}) == 400
+    assert namespace["handle"](body, {}) == 400
