@@ -157,3 +157,53 @@ def test_a_delivery_not_yet_due_is_not_sent_early(tenant_a, receiver):
     assert webhook_delivery_attempt(delivery_id=delivery.pk) == "skipped"
     assert receiver.requests == []
     assert json.loads(delivery.body)["type"] == "webhook.ping"
+
+
+def test_concurrent_duplicate_messages_make_one_post(tenant_a, receiver):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    new = _endpoint(tenant_a, receiver)
+    delivery = webhook_ping(endpoint=new.endpoint, actor="test")
+
+    def attempt(_: int) -> str:
+        try:
+            return webhook_delivery_attempt(delivery_id=delivery.pk)
+        finally:
+            connection.close()  # each thread's own connection
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(attempt, range(4)))
+    assert outcomes == ["delivered", "skipped", "skipped", "skipped"]
+    assert len(receiver.requests) == 1 and WebhookAttempt.objects.filter(delivery=delivery).count() == 1
+
+
+def test_a_claim_whose_worker_died_is_logged_and_sent_again_by_the_sweep(tenant_a, receiver):
+    from apps.webhooks.services import webhook_dispatch
+
+    new = _endpoint(tenant_a, receiver)
+    delivery = webhook_ping(endpoint=new.endpoint, actor="test")
+    # What a worker killed between its claim and its answer leaves behind.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        state="sending", attempts=1, max_attempts=3, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert webhook_dispatch()["requeued"] == 1
+    delivery.refresh_from_db()
+    assert delivery.state == "pending"
+    [lost] = WebhookAttempt.objects.filter(delivery=delivery)
+    assert lost.number == 1 and "outcome is unknown" in lost.error
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) == "delivered"
+    assert list(WebhookAttempt.objects.filter(delivery=delivery).values_list("number", flat=True)) == [1, 2]
+    assert len(receiver.requests) == 1
+
+
+def test_beat_runs_the_dispatcher_every_few_seconds_on_the_webhooks_queue():
+    from flk_project.celery import app
+    from tasks.webhooks import deliver, dispatch
+
+    app.finalize()
+    assert app.conf.beat_schedule["webhooks-dispatch"]["task"] == dispatch.name
+    assert app.conf.beat_schedule["webhooks-dispatch"]["schedule"] <= 10
+    for task in (dispatch, deliver):
+        assert app.amqp.router.route({}, task.name)["queue"].name == "webhooks"
