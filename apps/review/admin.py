@@ -302,7 +302,14 @@ class ReviewItemAdmin(admin.ModelAdmin):
             return format_html("{}", "none recorded")
         return format_html(
             "<ul class='review-checks'>{}</ul>",
-            format_html_join("", "<li>{}: {}</li>", ((c.get("name"), c.get("verdict")) for c in view.checks)),
+            format_html_join(
+                "",
+                "<li class='check-{}'>{}: <strong>{}</strong> {}</li>",
+                (
+                    (c.get("verdict"), c.get("name"), c.get("verdict"), c.get("detail", ""))
+                    for c in view.checks
+                ),
+            ),
         )
 
     @admin.display(description="PCS")

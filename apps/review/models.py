@@ -76,7 +76,7 @@ class ReviewItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}:{self.pcs_id[:12]}… {self.state}"
+        return f"{self.pcs_id[:16]}… ({self.effective_state})"
 
     @property
     def claim_live(self) -> bool:

@@ -75,14 +75,21 @@ def review_view(*, item: ReviewItem) -> ReviewView:
     recomputed = details.get("recomputed") or (
         {"D_hat": record.d_hat, "budget": record.budget, "regime": record.regime} if record else {}
     )
+    decision = json.loads(record.response) if record is not None else None
+    # The entry commits to each check's name and verdict; the stored answer also says by how much.
+    said = {c.get("name"): c.get("detail") for c in (decision or {}).get("checks", []) if c.get("detail")}
+    checks = [
+        {**check, "detail": said[check["name"]]} if check.get("name") in said else dict(check)
+        for check in details.get("checks", [])
+    ]
     return ReviewView(
         item=item,
         record=record,
         recomputed=recomputed,
-        checks=details.get("checks", []),
+        checks=checks,
         flags=details.get("flags", []),
         anomaly_score=details.get("anomaly_score", record.anomaly_score if record else None),
-        decision=json.loads(record.response) if record is not None else None,
+        decision=decision,
         history=history,
     )
 

@@ -49,6 +49,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
 class CheckSerializer(serializers.Serializer):
     name = serializers.CharField()
     verdict = serializers.CharField()
+    detail = serializers.CharField(required=False, help_text="by how much, when the check said")
 
 
 class ReviewViewSerializer(serializers.Serializer):

@@ -6,12 +6,15 @@ tolerance of the recomputed one, submitted through the real ingest pipeline (HTT
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from apps.pcs.services import pcs_ingest_batch
@@ -55,3 +58,25 @@ def reviewer(http: httpx.Client, review_token: Callable[..., str]) -> httpx.Clie
     """An HTTP client of the live server acting with a review-scope token of the default tenant."""
     http.headers.update(bearer(review_token()))
     return http
+
+
+@pytest.fixture
+def review_groups(transactional_db) -> None:
+    """The ``reviewers`` and ``auditors`` groups, made by the app's own data migration.
+
+    Transactional tests empty every table after them, so the rows the migration wrote when the test
+    database was created are gone by the time a later test runs; running its function again here
+    also tests it a second time (it must be safe to repeat).
+    """
+    migration = importlib.import_module("apps.review.migrations.0002_reviewer_and_auditor_groups")
+    migration.create_groups(apps, None)
+    migration.create_groups(apps, None)
+    assert set(Group.objects.values_list("name", flat=True)) >= {"reviewers", "auditors"}
+    reviewers = set(Group.objects.get(name="reviewers").permissions.values_list("codename", flat=True))
+    auditors = set(Group.objects.get(name="auditors").permissions.values_list("codename", flat=True))
+    assert {"claim_reviewitem", "decide_reviewitem", "view_reviewitem", "view_pcsrecord"} <= reviewers
+    assert {"view_reviewitem", "view_pcsrecord", "view_auditentry"} == auditors - {
+        "view_checkpoint",
+        "view_anchor",
+    }
+    assert not any(p.startswith(("add_", "change_", "delete_")) for p in reviewers | auditors)
