@@ -42,9 +42,8 @@ def _integrity(ev: dict[str, Any]) -> tuple[bool, str]:
 
 def _logging(ev: dict[str, Any]) -> tuple[bool, str]:
     ok, why = _integrity(ev)
-    anchors = ev["checkpoints"]
-    if ok and anchors["sealed_in_period"] and not anchors["anchored_in_period"]:
-        return False, "checkpoints were sealed in the period but none was anchored to write-once storage"
+    if ok and not ev["checkpoint"]["anchor"]:
+        return False, "the report's checkpoint is not anchored to write-once storage"
     return ok, why if not ok else f"{ev['log']['entries_in_period']} entries logged; {why}"
 
 

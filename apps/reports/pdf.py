@@ -60,6 +60,14 @@ def _text(value: Any) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _reverified(findings: dict[str, Any]) -> str:
+    through = findings["reverified_through_seq"]
+    if through is None:
+        return "the async audit has not re-verified this log yet"
+    whole = "the whole period" if findings["period_fully_reverified"] else "not all of the period yet"
+    return f"re-verified through seq {through} ({whole})"
+
+
 def _h(text: str) -> Paragraph:
     return Paragraph(text, _STYLES["Heading2"])
 
@@ -83,6 +91,7 @@ def _summary(meta: dict[str, Any], ev: dict[str, Any]) -> list[Any]:
             else "BROKEN: " + "; ".join(ev["chain_verification"]["problems"]),
         ],
         ["Checkpoint covered", f"size {cp['tree_size']}, root {cp['root_hash']}"],
+        ["Checkpoint anchored", (cp["anchor"] or {}).get("reference", "not anchored")],
         [
             "Previous report's checkpoint",
             f"size {cp['previous_tree_size']} (consistency proof included)"
@@ -248,8 +257,7 @@ def report_pdf(*, meta: dict[str, Any], evidence: dict[str, Any]) -> bytes:
         _h("Async-audit findings"),
         Paragraph(
             f"{ev['findings']['open']} open; {ev['findings']['resolved_in_period']} resolved in the period; "
-            f"re-verified through seq {ev['findings']['reverified_through_seq']}"
-            f" ({'the whole period' if ev['findings']['period_fully_reverified'] else 'not all of it yet'}).",
+            f"{_reverified(ev['findings'])}.",
             _BODY,
         ),
         *_table(

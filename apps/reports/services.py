@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.anchoring import checkpoint_anchor
 from apps.audit.checkpoints import (
     checkpoint_seal,
     consistency_proof_for,
@@ -26,7 +27,7 @@ from apps.audit.checkpoints import (
     public_key_b64,
     verifier_key_for,
 )
-from apps.audit.models import AuditEntry, Checkpoint
+from apps.audit.models import Anchor, AuditEntry, Checkpoint
 from apps.audit.selectors import entry_content_of
 from apps.reports.bundle import bundle_store, bundle_zip
 from apps.reports.frameworks import FRAMEWORKS, controls_assess, framework_title
@@ -110,6 +111,21 @@ def _covering_checkpoint(tenant: Tenant, size_at_end: int) -> Checkpoint:
     raise ReportError("period", "the tenant's audit log is empty: there is nothing to report")
 
 
+def _anchor(checkpoint: Checkpoint) -> Anchor | None:
+    """Anchor the report's checkpoint now rather than at the next beat, so the report can say where.
+
+    A store that refuses is reported (the logging control then says so), not a failed build: the
+    checkpoint is still signed, and the anchoring task retries it.
+    """
+    try:
+        return checkpoint_anchor(checkpoint=checkpoint)
+    except Exception:
+        logger.warning(
+            "report_anchor_failed tenant=%s tree_size=%s", checkpoint.tenant_id, checkpoint.tree_size
+        )
+        return None
+
+
 def _inclusion(tenant: Tenant, checkpoint: Checkpoint, span: dict[str, Any]) -> dict[str, Any]:
     seed = secrets.token_hex(16)
     first, last = span["first_seq"], span["last_seq"]
@@ -164,6 +180,7 @@ def _build(run: ReportRun) -> None:
     _progress(run, 5, "reading the period's log")
     span = log_span(tenant=tenant, start=start, end=end)
     checkpoint = _covering_checkpoint(tenant, span["size_at_end"])
+    anchor = _anchor(checkpoint)
     previous_run = report_previous(run=run, tree_size=checkpoint.tree_size)
     previous = previous_run.checkpoint if previous_run else None
     evidence: dict[str, Any] = {
@@ -184,6 +201,7 @@ def _build(run: ReportRun) -> None:
         "tree_size": checkpoint.tree_size,
         "root_hash": checkpoint.root_hash,
         "sealed_at": checkpoint.sealed_at.isoformat(),
+        "anchor": {"backend": anchor.backend, "reference": anchor.reference} if anchor else None,
         "previous_tree_size": previous.tree_size if previous else None,
         "previous_report_id": previous_run.pk if previous_run else None,
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,6 +194,9 @@ return counts
 """
 
 
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+", re.ASCII)
+
+
 def _day_field(tenant_header: str | None) -> str:
     # A slug is at most 64 characters; anything longer cannot name a tenant anyway.
     return (tenant_header or "")[:64]
@@ -274,12 +278,15 @@ def auth_failure_days_add(counts: dict[tuple[date, str], int]) -> int:
     dropped here, after the limiter has done its work with them.
     """
     by_tenant: dict[tuple[int, date], int] = {}
-    slugs = {header for _, header in counts}
+    headers = {header for _, header in counts}
     if settings.MULTI_TENANT:
+        # Only a header that could be a slug is looked up: the rest (the overflow field, a NUL byte that
+        # PostgreSQL would refuse) names no tenant.
+        slugs = {header for header in headers if _SLUG.fullmatch(header)}
         ids = dict(Tenant.objects.filter(slug__in=slugs).values_list("slug", "pk"))
     else:
         default = Tenant.objects.filter(slug=settings.DEFAULT_TENANT_ID).values_list("pk", flat=True).first()
-        ids = {slug: default for slug in slugs} if default is not None else {}
+        ids = {header: default for header in headers} if default is not None else {}
     for (day, header), n in counts.items():
         if header in ids:
             by_tenant[(ids[header], day)] = by_tenant.get((ids[header], day), 0) + n

@@ -39,6 +39,13 @@ def make_kit(slug: str) -> ReportsKit:
     return ReportsKit(tenant, HmacSigner(new.secret.encode()), token, read)
 
 
+@pytest.fixture(autouse=True)
+def _reports_dir(settings, tmp_path) -> None:
+    """Bundles and anchors of a test go to its own directories, never the project's var/."""
+    settings.REPORTS_DIR = tmp_path / "reports"
+    settings.AUDIT_ANCHOR_DIR = tmp_path / "anchors"
+
+
 @pytest.fixture
 def kit(transactional_db, multi_tenant) -> ReportsKit:
     return make_kit("acme")

@@ -36,7 +36,9 @@ def _build(kit: ReportsKit, framework: str = "soc2") -> ReportRun:
 
 
 @pytest.fixture
-def small_kit(db, multi_tenant) -> ReportsKit:
+def small_kit(db, multi_tenant, settings, tmp_path) -> ReportsKit:
+    settings.REPORTS_DIR = tmp_path / "reports"
+    settings.AUDIT_ANCHOR_DIR = tmp_path / "anchors"
     kit = make_kit("initech")
     decide_many(kit, 60)
     return kit
