@@ -76,7 +76,10 @@ def _new_secret() -> str:
 
 def _enqueue(delivery_id: int, countdown: float = 0) -> None:
     # By name, not by import: tasks import this module, not the other way round.
-    celery_app.send_task(DELIVER_TASK, args=[delivery_id], queue=QUEUE, countdown=countdown or None)
+    try:
+        celery_app.send_task(DELIVER_TASK, args=[delivery_id], queue=QUEUE, countdown=countdown or None)
+    except Exception as exc:  # the broker is down: the row is committed, and the sweep queues it later
+        logger.warning("webhook.enqueue_failed delivery=%s error=%s", delivery_id, type(exc).__name__)
 
 
 def _event_types(event_types: object) -> list[str]:
