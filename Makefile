@@ -45,6 +45,7 @@ bench: venv services
 	$(BIN)/python -m bench.batch_bench
 	$(BIN)/python -m bench.audit_append_bench
 	$(BIN)/python -m bench.policy_bench
+	$(BIN)/python -m bench.report_bench
 
 loadtest: venv services
 	$(BIN)/python -m bench.loadtest
