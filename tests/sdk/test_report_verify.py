@@ -12,6 +12,7 @@ import json
 import sys
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,18 @@ def test_without_jsonschema_the_oscal_check_is_reported_skipped(bundle, monkeypa
     result = verify_bundle(bundle, public_key_b64=public_key_b64())
     assert result.ok
     assert any("OSCAL check skipped" in note for note in result.notes)
+
+
+def test_a_period_without_entries_still_builds_a_verifiable_report(small_kit):
+    start, end = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC)
+    run = report_request(
+        tenant=small_kit.tenant, framework="hipaa", period_start=start, period_end=end, created_by="t"
+    )
+    assert report_build(run_id=run.pk) == ReportRun.DONE, ReportRun.objects.get(pk=run.pk).error
+    run.refresh_from_db()
+    result = verify_bundle(run.bundle_location, public_key_b64=public_key_b64())
+    assert result.ok, result.problems
+    assert result.summary["inclusion_proofs"] == 0
+    evidence = json.loads(_files(Path(run.bundle_location).read_bytes())["evidence.json"])
+    assert evidence["decisions"]["total"] == 0
+    assert evidence["log"]["entries_in_period"] == 0
