@@ -16,6 +16,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, Protocol
@@ -69,6 +70,8 @@ class DedupStore(Protocol):
     def claim(self, *, tenant_id: int, pcs_id: str, digest: str) -> Claim: ...
 
     def complete(self, claim: Claim, outcome: StoredOutcome) -> None: ...
+
+    def complete_many(self, completed: Sequence[tuple[Claim, StoredOutcome]]) -> None: ...
 
     def release(self, claim: Claim) -> None: ...
 
@@ -134,7 +137,8 @@ class RedisDedupStore:
             raise DedupUnavailable(str(exc)) from exc
         raise DedupUnavailable("dedup entry kept changing while it was read")
 
-    def complete(self, claim: Claim, outcome: StoredOutcome) -> None:
+    @staticmethod
+    def _outcome_value(outcome: StoredOutcome) -> str:
         value = {
             "s": "d",
             "d": outcome.digest,
@@ -142,12 +146,18 @@ class RedisDedupStore:
             "c": outcome.status,
             "b": outcome.body,
         }
+        return encode_body(value)
+
+    def complete(self, claim: Claim, outcome: StoredOutcome) -> None:
+        self.complete_many([(claim, outcome)])
+
+    def complete_many(self, completed: Sequence[tuple[Claim, StoredOutcome]]) -> None:
+        """``complete`` for a committed group, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for claim, outcome in completed:
+            pipe.set(self._key(claim.tenant_id, claim.pcs_id), self._outcome_value(outcome), ex=self._ttl)
         try:
-            self._redis.set(
-                self._key(claim.tenant_id, claim.pcs_id),
-                encode_body(value),
-                ex=self._ttl,
-            )
+            pipe.execute()
         except redis.RedisError as exc:
             raise DedupUnavailable(str(exc)) from exc
 
@@ -223,6 +233,10 @@ class DatabaseDedupStore:
             response=encode_body(outcome.body),
         )
 
+    def complete_many(self, completed: Sequence[tuple[Claim, StoredOutcome]]) -> None:
+        for claim, outcome in completed:
+            self.complete(claim, outcome)
+
     def release(self, claim: Claim) -> None:
         try:
             DedupEntry.objects.filter(
@@ -267,6 +281,10 @@ class MemoryDedupStore:
     def complete(self, claim: Claim, outcome: StoredOutcome) -> None:
         with self._lock:
             self._entries[(claim.tenant_id, claim.pcs_id)] = {"s": "d", "o": outcome}
+
+    def complete_many(self, completed: Sequence[tuple[Claim, StoredOutcome]]) -> None:
+        for claim, outcome in completed:
+            self.complete(claim, outcome)
 
     def release(self, claim: Claim) -> None:
         with self._lock:

@@ -28,7 +28,7 @@ from apps.pcs.identity import differing_fields, inputs_digest
 from apps.pcs.models import PcsRecord
 from apps.pcs.parsing import parse_batch, parse_pcs, validate_pcs
 from apps.pcs.records import Decision, decisions_insert
-from apps.policy.anomaly import history_update
+from apps.policy.anomaly import history_update_many
 from apps.policy.checks import Evaluation
 from apps.policy.decide import decide
 from apps.policy.errors import PolicyRefusal
@@ -558,15 +558,23 @@ def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
         for verdict in verdicts:
             _release(verdict.claim)
         raise
-    for index, verdict in enumerate(verdicts):
-        if results[index] is not None:
-            continue
-        if not store.transactional:
-            try:
-                store.complete(verdict.claim, _outcome(verdict))
-            except DedupUnavailable:
-                # The decision is committed; the claim expires and later retries replay from the record.
-                logger.warning("ingest.dedup_complete_failed pcs_id=%s", verdict.pcs["pcs_id"])
+    # After commit, one round trip for each store whatever the group's size: its claims completed, and
+    # what its accepted PCS teach the anomaly history.
+    decided = [(index, verdict) for index, verdict in enumerate(verdicts) if results[index] is None]
+    if not store.transactional:
+        try:
+            store.complete_many([(verdict.claim, _outcome(verdict)) for _, verdict in decided])
+        except DedupUnavailable:
+            # The decisions are committed; the claims expire and later retries replay from the records.
+            logger.warning("ingest.dedup_complete_failed decisions=%d", len(decided))
+    history_update_many(
+        samples=[
+            (verdict.tenant.pk, verdict.pcs, verdict.evaluation.d_hat)
+            for _, verdict in decided
+            if verdict.decision.status == 200
+        ]
+    )
+    for index, verdict in decided:
         results[index] = _decided(verdict)
     return [result for result in results if result is not None]
 
@@ -608,10 +616,8 @@ def _answer_from_conflicting_insert(verdict: _Verdict, from_wal: bool) -> Ingest
 
 
 def _decided(verdict: _Verdict) -> IngestResult:
-    """After commit: learn from an accepted PCS, count, log; the answer."""
+    """After commit: count, log; the answer."""
     tenant, decision, status = verdict.tenant, verdict.decision, verdict.decision.status
-    if status == 200:
-        history_update(tenant_id=tenant.pk, pcs=verdict.pcs, d_hat=verdict.evaluation.d_hat)
     _count_decision(tenant, status, verdict.params.version)
     logger.info(
         "ingest.decided pcs_id=%s tenant=%s status=%d reason=%s",

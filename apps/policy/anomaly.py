@@ -154,6 +154,11 @@ class DatabaseHistories:
         """The tenant's current history (empty before its first accepted PCS)."""
         return _from_row(AnomalyHistory.objects.filter(tenant_id=tenant_id).first())
 
+    def learn_many(self, samples: list[tuple[int, dict[str, float]]]) -> None:
+        """Learn each ``(tenant_id, values)`` in order."""
+        for tenant_id, values in samples:
+            self.learn(tenant_id, values)
+
     def learn(self, tenant_id: int, values: dict[str, float]) -> None:
         """Read, update and write the row under its lock, so concurrent updates apply one by one."""
         with transaction.atomic():
@@ -255,15 +260,43 @@ class RedisHistories:
             return self._restore(tenant_id)
         return _from_fields(dict(zip(["seen", *_STAT_FIELDS], stored, strict=True)))
 
-    def learn(self, tenant_id: int, values: dict[str, float]) -> None:
-        """One atomic update; refresh the database copy when the script says it is this update's turn."""
+    @staticmethod
+    def _learn_args(values: dict[str, float]) -> list[str | int]:
         args: list[str | int] = [repr(ALPHA), PERSIST_EVERY, repr(PERSIST_SECONDS), repr(time.time())]
         for name in SIGNALS:
             args += [name, repr(values[name])]
+        return args
+
+    def learn(self, tenant_id: int, values: dict[str, float]) -> None:
+        """One atomic update; refresh the database copy when the script says it is this update's turn."""
+        args = self._learn_args(values)
         reply = self._learn(keys=[self.key(tenant_id)], args=args)
         if reply is None:
             self._restore(tenant_id)
             reply = self._learn(keys=[self.key(tenant_id)], args=args)
+        self._persist_if_due(tenant_id, reply)
+
+    def learn_many(self, samples: list[tuple[int, dict[str, float]]]) -> None:
+        """Learn each ``(tenant_id, values)`` in order, in one round trip when the script is loaded.
+
+        A group commit learns from all its accepted PCS at once. A sample the pipeline could not apply
+        (the script not loaded yet, a tenant's hash lost) changed nothing, and is learnt on its own.
+        """
+        if not samples:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for tenant_id, values in samples:
+            args = self._learn_args(values)
+            pipe.evalsha(self._learn.sha, 1, self.key(tenant_id), *args)
+        replies = pipe.execute(raise_on_error=False)
+        for (tenant_id, values), reply in zip(samples, replies, strict=True):
+            if reply is None or isinstance(reply, Exception):
+                self.learn(tenant_id, values)
+            else:
+                self._persist_if_due(tenant_id, reply)
+
+    @staticmethod
+    def _persist_if_due(tenant_id: int, reply: list[str]) -> None:
         persist, seen, *stats = reply
         if persist == "1":
             fields = dict(zip(_STAT_FIELDS, stats, strict=True), seen=seen)
@@ -320,6 +353,16 @@ def history_update(*, tenant_id: int, pcs: dict, d_hat: float) -> None:
         history_store().learn(tenant_id, signal_values(pcs, d_hat))
     except (redis.RedisError, DatabaseError) as exc:
         logger.warning("anomaly.history_update_failed tenant=%s error=%s", tenant_id, type(exc).__name__)
+
+
+def history_update_many(*, samples: list[tuple[int, dict, float]]) -> None:
+    """``history_update`` for many ``(tenant_id, pcs, d_hat)``, in order: a committed group's accepted PCS."""
+    try:
+        history_store().learn_many(
+            [(tenant_id, signal_values(pcs, d_hat)) for tenant_id, pcs, d_hat in samples]
+        )
+    except (redis.RedisError, DatabaseError) as exc:
+        logger.warning("anomaly.history_update_failed samples=%d error=%s", len(samples), type(exc).__name__)
 
 
 def history_reset() -> None:
