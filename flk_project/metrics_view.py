@@ -6,7 +6,7 @@ import base64
 import binascii
 import hmac
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -15,7 +15,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from apps.audit.metrics import AuditCollector
+# Collectors that read the database at each scrape (exact whichever process last changed what they
+# count): apps add theirs in their AppConfig.ready, so this module imports none of them.
+_SCRAPE_COLLECTORS: list[Callable[[], Collector]] = []
+
+
+def scrape_collector_register(factory: Callable[[], Collector]) -> None:
+    """Have every scrape include the collector ``factory`` makes (once per factory)."""
+    if factory not in _SCRAPE_COLLECTORS:
+        _SCRAPE_COLLECTORS.append(factory)
 
 
 class _ProcessCollector(Collector):
@@ -52,6 +60,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
         MultiProcessCollector(registry)
     else:
         registry.register(_ProcessCollector())
-    # Gauges read from the database at scrape time, exact whichever process last changed them.
-    registry.register(AuditCollector())
+    for factory in _SCRAPE_COLLECTORS:
+        registry.register(factory())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

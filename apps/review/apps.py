@@ -2,15 +2,13 @@ from django.apps import AppConfig
 
 
 class ReviewConfig(AppConfig):
-    """Human review of escalated PCS, and the tenant webhooks that announce escalations and outcomes."""
+    """Human review of escalated PCS: the queue, claims, decisions and their audit entries."""
 
     name = "apps.review"
     verbose_name = "Review"
 
     def ready(self) -> None:
-        from django.core.signals import request_started
+        from apps.review.metrics import ReviewCollector
+        from flk_project.metrics_view import scrape_collector_register
 
-        from apps.review.metrics import refresh_on_scrape
-
-        # The backlog gauge is refreshed when a scrape starts (see apps.review.metrics).
-        request_started.connect(refresh_on_scrape, dispatch_uid="review.refresh_on_scrape")
+        scrape_collector_register(ReviewCollector)
