@@ -106,6 +106,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt_install "the admin's browser tests drive it headless, and it is not installed" chromium
 fi
 
+# --- poppler-utils ----------------------------------------------------------------------------------
+# The compliance-report tests render the report's PDF with pdftoppm and read it with pdftotext.
+if ! command -v pdftoppm >/dev/null 2>&1; then
+  apt_install "the compliance-report tests render PDFs with pdftoppm and pdftotext, and they are not installed" \
+    poppler-utils
+fi
+
 # --- nginx ------------------------------------------------------------------------------------------
 # `make run` and the deployment tests start their own nginx as the current user, with its
 # configuration under var/; the system service the package sets up is not used.

@@ -14,7 +14,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
 import redis
 from django.conf import settings
 from PIL import Image
@@ -48,7 +47,6 @@ def _page_is_blank(path: Path) -> bool:
     return dark < 0.005 * image.width * image.height
 
 
-@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) is not installed")
 def test_a_10000_decision_report_is_built_by_a_worker_downloaded_and_verified_offline(kit, http, tmp_path):
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # no message of an earlier run
     escalated = decide_many(kit, 5_000)
