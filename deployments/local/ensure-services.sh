@@ -121,3 +121,23 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
  the package adds /usr/sbin/nginx and /etc/nginx and, where the init system allows it, enables and\
  starts an nginx service on port 80 that FLK does not use ('systemctl disable --now nginx' stops it)" nginx
 fi
+
+# --- Go ---------------------------------------------------------------------------------------------
+# The Go SDK (sdk/go, standard library only, Go 1.19) is built and tested by `go test` from pytest
+# (tests/sdk/test_go_sdk.py and the cross-language tests). Debian's golang-go provides /usr/bin/go.
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/lib/go/bin/go ]; then
+  apt_install "the Go SDK's tests run 'go test' and build its command-line program, and Go is not installed" \
+    golang-go
+fi
+
+# --- Prometheus -------------------------------------------------------------------------------------
+# tests/deploy/test_prometheus.py checks the alert and recording rules with promtool (check rules, test
+# rules) and starts a real Prometheus as the current user, on a loopback port with its own data
+# directory, to scrape a gunicorn-served FLK. Debian's prometheus package ships both binaries; its
+# recommended node exporter is not needed.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  apt_install "the Prometheus rule tests run promtool and a prometheus server, and they are not installed;\
+ the package adds a 'prometheus' system user and, where the init system allows it, enables and starts a\
+ prometheus service on port 9090 that FLK's tests do not use ('systemctl disable --now prometheus' stops it)" \
+    --no-install-recommends prometheus
+fi
