@@ -136,11 +136,23 @@ def pcs_submit(
     return result
 
 
-def pcs_ingest_wal(*, request: wal.WalRequest) -> IngestResult:
-    """Decide a request the WAL kept (replay, quarantine retry): admitted already, so no limits."""
+def pcs_ingest_wal(
+    *, request: wal.WalRequest, in_transaction: Callable[[], None] | None = None
+) -> IngestResult:
+    """Decide a request the WAL kept (replay, quarantine retry): admitted already, so no limits.
+
+    ``in_transaction``, when given, runs inside the transaction that writes the request's new decisions
+    (region replay keeps its per-source cursor there, apps.regions); those decisions are then written
+    on this thread rather than grouped with other callers'. It does not run when the request stores
+    nothing (a replayed or refused PCS).
+    """
     ingest = pcs_ingest_batch if request.batch else pcs_ingest
     return ingest(
-        body=request.body, tenant_header=request.tenant_header, received_at=request.received_at, from_wal=True
+        body=request.body,
+        tenant_header=request.tenant_header,
+        received_at=request.received_at,
+        from_wal=True,
+        in_transaction=in_transaction,
     )
 
 
@@ -151,6 +163,7 @@ def pcs_ingest_batch(
     received_at: datetime,
     client_addr: str = "",
     from_wal: bool = False,
+    in_transaction: Callable[[], None] | None = None,
 ) -> IngestResult:
     """Decide every item of a batch with single-submission semantics; new decisions in one transaction.
 
@@ -158,7 +171,7 @@ def pcs_ingest_batch(
     (400), too many items (413), an unknown tenant (401), a store that is down (503, the batch stays in
     the WAL). Otherwise the answer is 200 with one result per item, in order.
     """
-    request = _Request(tenant_header, received_at, client_addr, from_wal)
+    request = _Request(tenant_header, received_at, client_addr, from_wal, in_transaction)
 
     def decide_batch() -> IngestResult:
         items = parse_batch(body, max_items=settings.BATCH_MAX_ITEMS)
@@ -206,7 +219,7 @@ def _decide_items(items: list[Any], tenant: Tenant, request: _Request) -> list[I
         for _, verdict in verdicts:
             _release(verdict.claim)
         raise
-    stored = _committer(request.from_wal).submit([verdict for _, verdict in verdicts]) if verdicts else []
+    stored = _submit(request, [verdict for _, verdict in verdicts]) if verdicts else []
     for (index, _), result in zip(verdicts, stored, strict=True):
         results[index] = result
     for index, pcs in repeats:
@@ -218,7 +231,7 @@ def _decide_items(items: list[Any], tenant: Tenant, request: _Request) -> list[I
         if isinstance(prepared, IngestResult):
             results[index] = prepared
         else:
-            results[index] = _committer(request.from_wal).submit([prepared])[0]
+            results[index] = _submit(request, [prepared])[0]
     return [result for result in results if result is not None]
 
 
@@ -240,6 +253,7 @@ def pcs_ingest(
     received_at: datetime,
     client_addr: str = "",
     from_wal: bool = False,
+    in_transaction: Callable[[], None] | None = None,
 ) -> IngestResult:
     """Run one raw request through parse, authentication, limits, dedup and effects.
 
@@ -248,7 +262,8 @@ def pcs_ingest(
     dedup hit. Store outages become 503 here, in one place, wherever in the pipeline they happen.
     """
     result = _answered(
-        lambda: _decide(body, tenant_header, received_at, client_addr, from_wal), tenant_header
+        lambda: _decide(body, tenant_header, received_at, client_addr, from_wal, in_transaction),
+        tenant_header,
     )
     if result.headers.get("Idempotent-Replayed") != "true":
         metrics.ingest.inc()
@@ -382,6 +397,7 @@ class _Request:
     received_at: datetime
     client_addr: str
     from_wal: bool
+    in_transaction: Callable[[], None] | None = None  # see pcs_ingest_wal
 
 
 @dataclass
@@ -398,9 +414,14 @@ class _Verdict:
 
 
 def _decide(
-    body: bytes, tenant_header: str | None, received_at: datetime, client_addr: str, from_wal: bool
+    body: bytes,
+    tenant_header: str | None,
+    received_at: datetime,
+    client_addr: str,
+    from_wal: bool,
+    in_transaction: Callable[[], None] | None = None,
 ) -> IngestResult:
-    request = _Request(tenant_header, received_at, client_addr, from_wal)
+    request = _Request(tenant_header, received_at, client_addr, from_wal, in_transaction)
     pcs = parse_pcs(body)
     try:
         tenant = _resolve_tenant(tenant_header)
@@ -409,7 +430,7 @@ def _decide(
     prepared = _prepare(pcs, tenant, request)
     if isinstance(prepared, IngestResult):
         return prepared
-    return _committer(from_wal).submit([prepared])[0]
+    return _submit(request, [prepared])[0]
 
 
 def _prepare(pcs: dict[str, Any], tenant: Tenant, request: _Request) -> IngestResult | _Verdict:
@@ -540,7 +561,16 @@ def _committer(from_wal: bool) -> GroupCommitter[_Verdict, IngestResult]:
     return committer
 
 
-def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
+def _submit(request: _Request, verdicts: list[_Verdict]) -> list[IngestResult]:
+    """Store verdicts through the process's group committer, or on this thread with the caller's hook."""
+    if request.in_transaction is None:
+        return _committer(request.from_wal).submit(verdicts)
+    return _store(verdicts, request.from_wal, request.in_transaction)
+
+
+def _store(
+    verdicts: list[_Verdict], from_wal: bool, in_transaction: Callable[[], None] | None = None
+) -> list[IngestResult]:
     """Write the decisions in one transaction, then complete their claims; one answer per verdict.
 
     A decision that meets the unique constraint (decided concurrently behind the hot store's back) is
@@ -549,11 +579,11 @@ def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
     store = get_dedup_store()
     try:
         try:
-            results = _store_group(verdicts, from_wal, isolate_conflicts=False)
+            results = _store_group(verdicts, from_wal, isolate_conflicts=False, in_transaction=in_transaction)
         except IntegrityError:
             # Rare: a PCS of the group was decided behind the hot store's back. Again, with each
             # conflict kept to its own savepoint, so only those are answered from their records.
-            results = _store_group(verdicts, from_wal, isolate_conflicts=True)
+            results = _store_group(verdicts, from_wal, isolate_conflicts=True, in_transaction=in_transaction)
     except BaseException:
         for verdict in verdicts:
             _release(verdict.claim)
@@ -580,9 +610,14 @@ def _store(verdicts: list[_Verdict], from_wal: bool) -> list[IngestResult]:
 
 
 def _store_group(
-    verdicts: list[_Verdict], from_wal: bool, *, isolate_conflicts: bool
+    verdicts: list[_Verdict],
+    from_wal: bool,
+    *,
+    isolate_conflicts: bool,
+    in_transaction: Callable[[], None] | None = None,
 ) -> list[IngestResult | None]:
-    """One transaction: the decisions, and the claims of a transactional dedup store completed in it.
+    """One transaction: the decisions, the claims of a transactional dedup store completed in it, and
+    the caller's ``in_transaction`` hook (pcs_ingest_wal).
 
     Answers only the verdicts that met a stored decision (None for the others). Without
     ``isolate_conflicts`` a conflict raises ``IntegrityError`` and nothing is written.
@@ -599,6 +634,8 @@ def _store_group(
                 results[index] = _answer_from_conflicting_insert(verdict, from_wal)
             elif store.transactional:
                 store.complete(verdict.claim, _outcome(verdict))
+        if in_transaction is not None:
+            in_transaction()
     return results
 
 

@@ -270,6 +270,55 @@ def scan_segment(path: Path) -> SegmentScan:
     return SegmentScan(records, pos, len(data))
 
 
+def read_frames(path: Path, start: int, max_bytes: int) -> bytes:
+    """The whole, CRC-valid frames of a segment from byte ``start`` (a frame boundary) on.
+
+    Stops before the first torn or corrupt frame and after ``max_bytes`` (but always takes one whole
+    frame when there is one). Region shipping reads segments, active ones included, through this.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read()
+    pos = 0
+    while pos + FRAME.size <= len(data):
+        length, crc = FRAME.unpack_from(data, pos)
+        end = pos + FRAME.size + length
+        if length == 0 or length > MAX_RECORD_BYTES or end > len(data):
+            break
+        if zlib.crc32(data[pos + FRAME.size : end]) != crc:
+            break
+        if pos and end > max_bytes:
+            break
+        pos = end
+    return data[:pos]
+
+
+def decode_frames(segment: str, start: int, data: bytes) -> list[WalRequest | WalOutcome]:
+    """Decode bytes that must be whole, CRC-valid frames (a shipped chunk from ``segment`` at ``start``).
+
+    Raises ``ValueError`` at the first frame that is torn, fails its CRC or does not decode: a chunk
+    is replayed whole or not at all.
+    """
+    records: list[WalRequest | WalOutcome] = []
+    pos = 0
+    while pos < len(data):
+        if pos + FRAME.size > len(data):
+            raise ValueError(f"torn frame header at {start + pos}")
+        length, crc = FRAME.unpack_from(data, pos)
+        end = pos + FRAME.size + length
+        if length == 0 or length > MAX_RECORD_BYTES or end > len(data):
+            raise ValueError(f"bad frame length at {start + pos}")
+        payload = data[pos + FRAME.size : end]
+        if zlib.crc32(payload) != crc:
+            raise ValueError(f"CRC mismatch at {start + pos}")
+        try:
+            records.append(decode(segment, start + pos, payload))
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise ValueError(f"undecodable record at {start + pos}: {exc}") from exc
+        pos = end
+    return records
+
+
 def cut_torn_tail(path: Path, valid_bytes: int) -> None:
     """Truncate a closed segment to its last whole record so the torn bytes are never replayed."""
     with open(path, "r+b") as fh:
