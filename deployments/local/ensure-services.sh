@@ -4,11 +4,14 @@
 # browser tests drive it headless) and nginx (the front of `make run`, which the deployment tests
 # start as the current user).
 #
+# A 3-master Redis Cluster on 127.0.0.1:7001-7003 (the sharded hot store, DEDUP_SHARDS) is started too,
+# as the current user, with its data under $FLK_REDIS_CLUSTER_DIR (default /tmp/flk-redis-cluster).
+#
 # Every change to the machine is announced on its own line, with its reason, before it is made; when
 # nothing needs changing the script prints nothing. Running it again changes nothing more.
 #
 # Not started here, on purpose: the S3 API the tests use is moto's server mode, which the tests start
-# themselves on a free loopback port (tests/support/s3.py); and no test uses a Redis Cluster yet.
+# themselves on a free loopback port (tests/support/s3.py).
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*"; }
@@ -97,6 +100,48 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
       --dir /var/lib/redis --logfile /var/log/redis/ci.log
     wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+  fi
+fi
+
+# --- Redis Cluster ----------------------------------------------------------------------------------
+# Three masters without replicas on 127.0.0.1:7001-7003 (FLK_TEST_REDIS_CLUSTER in the test settings),
+# run as the current user; no persistence: a node that restarts keeps its slots (nodes.conf) but not its
+# keys, which is what the sharded-dedup tests expect of a hot store. cluster-require-full-coverage is
+# off, as docs/runbooks/shard-migration.md recommends: a dead master costs only the keys it serves.
+cluster_dir=${FLK_REDIS_CLUSTER_DIR:-/tmp/flk-redis-cluster}
+cluster_ports="7001 7002 7003"
+cluster_node_up() { redis-cli -h 127.0.0.1 -p "$1" ping >/dev/null 2>&1; }
+cluster_ok() { redis-cli -h 127.0.0.1 -p 7001 cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+
+if ! cluster_ok; then
+  for port in $cluster_ports; do
+    if ! cluster_node_up "$port"; then
+      log "will start redis-server --cluster-enabled yes on 127.0.0.1:$port in the background, data and" \
+        "log in $cluster_dir/$port (the sharded-dedup tests need a 3-master Redis Cluster on 7001-7003)"
+      mkdir -p "$cluster_dir/$port"
+      redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-node-timeout 5000 --cluster-require-full-coverage no \
+        --save "" --appendonly no --dir "$cluster_dir/$port" --logfile "$cluster_dir/$port/redis.log"
+    fi
+  done
+  for port in $cluster_ports; do wait_for "Redis Cluster node $port" cluster_node_up "$port"; done
+  # A node that came back with its nodes.conf rejoins by itself; only nodes that know no cluster yet
+  # (one known node, no slots) are joined into a new one.
+  fresh=1
+  for port in $cluster_ports; do
+    if ! redis-cli -h 127.0.0.1 -p "$port" cluster info | grep -q '^cluster_known_nodes:1'; then fresh=0; fi
+    if [ "$(redis-cli -h 127.0.0.1 -p "$port" dbsize)" != 0 ]; then fresh=0; fi
+  done
+  if [ "$fresh" = 1 ]; then
+    log "will run redis-cli --cluster create 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 --cluster-replicas 0" \
+      "(the three nodes are up and form no cluster yet: each gets a third of the 16384 slots)"
+    redis-cli --cluster create 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 --cluster-replicas 0 \
+      --cluster-yes >/dev/null
+  fi
+  if ! wait_for "the Redis Cluster on 7001-7003 (cluster_state:ok)" cluster_ok; then
+    log "see 'redis-cli -p 7001 cluster nodes' and $cluster_dir/*/redis.log; to start afresh, stop the" \
+      "three nodes (redis-cli -p <port> shutdown nosave) and remove $cluster_dir"
+    exit 1
   fi
 fi
 
