@@ -21,8 +21,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -83,6 +85,86 @@ def _is_retryable(status: int) -> bool:
     return status in RETRYABLE or status >= 500
 
 
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    """A network failure for people: its kind, the system's message and the URL it concerned."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
+        return f"{text} ({exc.request.url})"
+    except RuntimeError:  # raised by httpx when the error carries no request
+        return text
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """A transient failure and the wait before the next send: what the agent is waiting for.
+
+    ``attempt`` is the attempt about to be made (1-based) out of ``max_attempts``; ``next_at`` is the
+    Unix time it goes out; ``status`` and ``error`` say what the last send got (no status: a network
+    error, described in ``error``); ``retry_after`` is what the server asked for, if anything.
+    """
+
+    pcs_ids: tuple[str, ...]
+    attempt: int
+    max_attempts: int
+    wait: float
+    next_at: float
+    status: int | None
+    error: str | None
+    retry_after: float | None = None
+
+    def describe(self) -> str:
+        """One line: which PCS, which attempt comes when, and the last error."""
+        what = self.pcs_ids[0][:16] + "…" if len(self.pcs_ids) == 1 else f"{len(self.pcs_ids)} PCS"
+        at = datetime.fromtimestamp(self.next_at, UTC).astimezone().strftime("%H:%M:%S")
+        last = f"{self.status} {self.error or ''}".strip() if self.status is not None else self.error
+        asked = f", Retry-After {self.retry_after:g} s" if self.retry_after is not None else ""
+        return (
+            f"waiting {self.wait:.1f} s: attempt {self.attempt}/{self.max_attempts} of {what} at {at}"
+            f"; last error: {last or 'unknown'}{asked}"
+        )
+
+
+@dataclass(frozen=True)
+class Send:
+    """A step of a delivery: send this PCS once and hand back the answer (or the network error)."""
+
+    pcs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """A step of a delivery: wait this many seconds, then continue."""
+
+    seconds: float
+
+
+# What a delivery's step generator is handed back after a ``Send``: the answer or the network error.
+Answer = SubmitResult | httpx.TransportError | None
+Steps = Generator[Send | Sleep, Answer, str]
+
+
+def run_steps(steps: Steps, client: FlkClient, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Drive a delivery's steps with a blocking client; return its outcome (``"acked"``/``"dead"``).
+
+    The decisions (ack, dead-letter, retry, how long to wait) are all in the steps, shared with the
+    asyncio driver of ``flk_agent.aio``; a driver only performs the I/O each step asks for.
+    """
+    answer: Answer = None
+    try:
+        while True:
+            step = steps.send(answer)
+            if isinstance(step, Send):
+                try:
+                    answer = client.submit(step.pcs)
+                except httpx.TransportError as exc:
+                    answer = exc
+            else:
+                sleep(step.seconds)
+                answer = None
+    except StopIteration as stop:
+        return stop.value
+
+
 def deliver_record(
     outbox: Outbox,
     client: FlkClient,
@@ -92,8 +174,31 @@ def deliver_record(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     report: DeliveryReport | None = None,
+    on_wait: Callable[[RetryNotice], None] | None = None,
 ) -> str:
-    """Send one record until it is acked or dead-lettered; return ``"acked"`` or ``"dead"``."""
+    """Send one record until it is acked or dead-lettered; return ``"acked"`` or ``"dead"``.
+
+    ``on_wait`` hears each transient failure before the wait that follows it (attempt, when the next
+    send goes out, the last error).
+    """
+    steps = record_steps(outbox, record, policy=policy, rng=rng, report=report, on_wait=on_wait)
+    return run_steps(steps, client, sleep)
+
+
+def record_steps(
+    outbox: Outbox,
+    record: OutboxRecord,
+    *,
+    policy: RetryPolicy = RetryPolicy(),
+    rng: random.Random | None = None,
+    report: DeliveryReport | None = None,
+    on_wait: Callable[[RetryNotice], None] | None = None,
+) -> Steps:
+    """The delivery of one record as steps (``Send``, ``Sleep``), without I/O of its own but the outbox's.
+
+    A driver (``run_steps``, or ``flk_agent.aio``'s) performs each step and sends back the answer; the
+    generator returns ``"acked"`` or ``"dead"``.
+    """
     rng = rng or random.Random()
     report = report if report is not None else DeliveryReport()
     started = time.monotonic()
@@ -103,11 +208,15 @@ def deliver_record(
         pcs = dict(record.pcs, attempt=attempt + 1, sent_at=utc_now_rfc3339())
         report.attempts += 1
         report.requests += 1
-        try:
-            result: SubmitResult | None = client.submit(pcs)
+        answer = yield Send(pcs)
+        if isinstance(answer, httpx.TransportError):
+            result, status, error = None, None, f"network: {type(answer).__name__}"
+            explained = describe_transport_error(answer)
+        else:
+            result = answer
+            assert result is not None, "a Send step is answered with a result or a network error"
             status, error = result.status, result.error
-        except httpx.TransportError as exc:
-            result, status, error = None, None, f"network: {type(exc).__name__}"
+            explained = error
         if status in ACCEPTED:
             outbox.record_attempt(record, status=status)
             outbox.ack(record, status)
@@ -132,7 +241,7 @@ def deliver_record(
                 record,
                 "retry_budget_exhausted",
                 status=status,
-                detail=f"{attempt} attempts over {elapsed:.0f}s; last: {error or status}",
+                detail=f"{attempt} attempts over {elapsed:.0f}s; last: {explained or status}",
             )
             report.dead += 1
             report.results.append((record.pcs_id, status, "dead"))
@@ -140,7 +249,20 @@ def deliver_record(
         wait = policy.backoff(attempt - 1, retry_after, rng)
         outbox.record_attempt(record, status=status, error=error, retry_after=retry_after, waited=wait)
         logger.info("delivery.retry pcs_id=%s status=%s wait=%.2fs", record.pcs_id, status, wait)
-        sleep(wait)
+        if on_wait:
+            on_wait(
+                RetryNotice(
+                    (record.pcs_id,),
+                    attempt + 1,
+                    policy.max_attempts,
+                    wait,
+                    time.time() + wait,
+                    status,
+                    explained,
+                    retry_after,
+                )
+            )
+        yield Sleep(wait)
 
 
 def deliver_pending(
@@ -152,11 +274,13 @@ def deliver_pending(
     on_progress: Callable[[OutboxRecord, str], None] | None = None,
     batch_size: int = 1,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    on_wait: Callable[[RetryNotice], None] | None = None,
 ) -> DeliveryReport:
     """Deliver every pending record in order; return the counts.
 
     ``batch_size`` 1 sends one PCS per request; more sends up to that many per batch request (and up
-    to ``max_batch_bytes`` per body), each item with the single-submission rules.
+    to ``max_batch_bytes`` per body), each item with the single-submission rules. ``on_wait`` hears
+    every wait after a transient failure (see ``RetryNotice``).
     """
     if batch_size < 1:
         raise ValueError("batch_size is at least 1")
@@ -166,7 +290,7 @@ def deliver_pending(
     if batch_size == 1:
         for record in records:
             outcome = deliver_record(
-                outbox, client, record, policy=policy, sleep=sleep, rng=rng, report=report
+                outbox, client, record, policy=policy, sleep=sleep, rng=rng, report=report, on_wait=on_wait
             )
             if on_progress:
                 on_progress(record, outcome)
@@ -181,6 +305,7 @@ def deliver_pending(
         on_progress=on_progress,
         max_items=batch_size,
         max_bytes=max_batch_bytes,
+        on_wait=on_wait,
     )
     sender.deliver(records)
     return report
@@ -215,10 +340,13 @@ class _BatchSender:
         on_progress: Callable[[OutboxRecord, str], None] | None,
         max_items: int,
         max_bytes: int,
+        on_wait: Callable[[RetryNotice], None] | None = None,
     ) -> None:
         self.outbox, self.client, self.policy = outbox, client, policy
         self.sleep, self.rng, self.report, self.on_progress = sleep, rng, report, on_progress
         self.max_items, self.max_bytes = max_items, max_bytes
+        self.on_wait = on_wait
+        self._explained: str | None = None  # the last network error, described
 
     def deliver(self, records: list[OutboxRecord]) -> None:
         """Deliver ``records`` in order, in batches as large as the limits allow."""
@@ -265,6 +393,7 @@ class _BatchSender:
                 answer: BatchAnswer | None = self.client.submit_batch(bodies)
             except httpx.TransportError as exc:
                 answer, error = None, f"network: {type(exc).__name__}"
+                self._explained = describe_transport_error(exc)
             except BatchAnswerError as exc:
                 logger.warning("delivery.bad_batch_answer items=%d detail=%s", len(items), exc)
                 answer, error = None, "bad_batch_answer"
@@ -402,6 +531,21 @@ class _BatchSender:
         logger.info(
             "delivery.batch_retry items=%d status=%s wait=%.2fs", len(keep), status or "per item", wait
         )
+        if self.on_wait:
+            first = _status_of(keep[0], status, error, own)
+            explained = self._explained if first[0] is None else first[1]
+            self.on_wait(
+                RetryNotice(
+                    tuple(i.record.pcs_id for i in keep),
+                    max(i.failures for i in keep) + 1,
+                    self.policy.max_attempts,
+                    wait,
+                    time.time() + wait,
+                    first[0],
+                    explained,
+                    retry_after,
+                )
+            )
         self.sleep(wait)
         return keep
 
@@ -422,6 +566,7 @@ class _BatchSender:
             sleep=self.sleep,
             rng=self.rng,
             report=self.report,
+            on_wait=self.on_wait,
         )
         if self.on_progress:
             self.on_progress(record, outcome)

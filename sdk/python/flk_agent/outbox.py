@@ -10,7 +10,9 @@ and dropped. Records:
 - ``ack``: the server decided it (200 or 202, replayed or not);
 - ``dead``: a permanent refusal or an exhausted retry budget, with the reason (also copied to
   ``dead-letter.jsonl`` for people);
-- ``retry``: an operator sent a dead record back to pending (``flk-agent outbox retry-dead``).
+- ``retry``: an operator sent a dead record back to pending (``flk-agent outbox retry-dead``); with
+  ``pcs``, the record was re-signed (``--resign``) and that PCS replaces the stored one;
+- ``purge``: an operator removed a dead record for good (``flk-agent outbox purge-dead``).
 
 One process at a time: the outbox holds an exclusive ``flock`` on ``outbox.lock`` while open, and a
 second process gets ``OutboxLocked`` naming the holder, instead of two senders racing.
@@ -23,7 +25,7 @@ import json
 import os
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,7 @@ class OutboxRecord:
     last_error: str | None = None
     acked_at: float | None = None
     dead_reason: str | None = None
+    dead_detail: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -154,8 +157,13 @@ class Outbox:
             record.last_status = entry["status"]
         elif op == "dead":
             record.state, record.dead_reason = DEAD, entry["reason"]
+            record.dead_detail = entry.get("detail")
         elif op == "retry":
-            record.state, record.dead_reason, record.attempts = PENDING, None, 0
+            record.state, record.dead_reason, record.dead_detail, record.attempts = PENDING, None, None, 0
+            if "pcs" in entry:
+                record.pcs = entry["pcs"]
+        elif op == "purge":
+            del self.records[seq]
 
     def _append(self, entry: dict[str, Any], *, durable: bool) -> None:
         self._append_many([entry], durable=durable)
@@ -234,7 +242,11 @@ class Outbox:
             return
         now = self._clock()
         self._append_many(
-            [{"op": "dead", "seq": d.record.seq, "at": now, "reason": d.reason} for d in letters],
+            [
+                {"op": "dead", "seq": d.record.seq, "at": now, "reason": d.reason}
+                | ({"detail": d.detail} if d.detail else {})
+                for d in letters
+            ],
             durable=True,
         )
         lines = [
@@ -258,12 +270,35 @@ class Outbox:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def retry_dead(self) -> int:
-        """Send every dead-lettered PCS back to pending; return how many."""
-        dead = [r for r in self.records.values() if r.state == DEAD]
-        for record in dead:
-            self._append({"op": "retry", "seq": record.seq, "at": self._clock()}, durable=True)
-        return len(dead)
+    def retry_dead(self, *, resign: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
+        """Send every dead-lettered PCS back to pending; return how many.
+
+        ``resign`` (a PCS in, the re-signed PCS out) replaces each one's signature first, for dead
+        letters caused by a wrong key: the signed fields, and so the pcs_id, stay as they were.
+        """
+        now = self._clock()
+        entries = []
+        for record in self.dead():
+            entry: dict[str, Any] = {"op": "retry", "seq": record.seq, "at": now}
+            if resign is not None:
+                entry["pcs"] = resign(dict(record.pcs))
+            entries.append(entry)
+        self._append_many(entries, durable=True)
+        return len(entries)
+
+    def purge_dead(self) -> list[OutboxRecord]:
+        """Remove every dead-lettered PCS from the outbox for good; return them.
+
+        ``dead-letter.jsonl`` keeps their lines, as the history of what was given up.
+        """
+        dead = self.dead()
+        now = self._clock()
+        self._append_many([{"op": "purge", "seq": r.seq, "at": now} for r in dead], durable=True)
+        return dead
+
+    def dead(self) -> list[OutboxRecord]:
+        """Dead-lettered records, oldest first."""
+        return sorted((r for r in self.records.values() if r.state == DEAD), key=lambda r: r.seq)
 
     def pending(self) -> Iterator[OutboxRecord]:
         """Pending records, oldest first."""
@@ -322,6 +357,7 @@ class Outbox:
                     "at": record.acked_at or record.put_at,
                     "reason": record.dead_reason,
                 }
+                | ({"detail": record.dead_detail} if record.dead_detail else {})
             )
         return entries
 
