@@ -2,13 +2,15 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage or input; 3 server unreachable (demo);
 4 at least one PCS ended in the dead-letter file; 5 the outbox is used by another process;
-6 an audit proof or checkpoint, or a report bundle, does not verify.
+6 an audit proof or checkpoint, or a report bundle, does not verify; 141 the reader of the output went
+away (``| head``), as for a program stopped by SIGPIPE, whatever had been done before stays done.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import importlib.metadata
 import itertools
 import json
 import os
@@ -23,7 +25,7 @@ import httpx
 from tqdm import tqdm
 
 from flk_agent import vrf
-from flk_agent.builder import build_pcs
+from flk_agent.builder import build_pcs, sign_pcs
 from flk_agent.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -32,7 +34,7 @@ from flk_agent.checkpoint import (
     open_checkpoint,
 )
 from flk_agent.client import FlkClient
-from flk_agent.delivery import DeliveryReport, RetryPolicy, deliver_pending
+from flk_agent.delivery import DeliveryReport, RetryNotice, RetryPolicy, deliver_pending
 from flk_agent.demo import demo_cases
 from flk_agent.inputs import load_points
 from flk_agent.outbox import DEAD, PENDING, Outbox, OutboxLocked, OutboxRecord
@@ -48,6 +50,7 @@ EXIT_UNREACHABLE = 3
 EXIT_DEAD_LETTERED = 4
 EXIT_OUTBOX_LOCKED = 5
 EXIT_NOT_VERIFIED = 6
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as a shell reports a program the signal stopped
 
 
 class UsageError(Exception):
@@ -60,6 +63,40 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _progress(args: argparse.Namespace, **kwargs: Any) -> tqdm:
     return tqdm(disable=args.json or not sys.stderr.isatty(), file=sys.stderr, **kwargs)
+
+
+class _Feedback:
+    """What a person sees while PCS are delivered: a progress bar on a terminal with the answers so
+    far (accepted, escalated, rejected), and, on any stderr, each wait after a transient failure."""
+
+    def __init__(self, args: argparse.Namespace, *, count_answers: bool, **bar: Any) -> None:
+        self.bar = _progress(args, **bar)
+        self.count_answers = count_answers  # the bar advances per answer (submit), else per window
+        self.answers = {"accepted": 0, "escalated": 0, "rejected": 0}
+
+    def answered(self, record: OutboxRecord, outcome: str) -> None:
+        """One PCS decided (acked: 200 accepted, 202 escalated) or dead-lettered (rejected)."""
+        if outcome == "dead":
+            self.answers["rejected"] += 1
+        elif record.last_status == 202:
+            self.answers["escalated"] += 1
+        else:
+            self.answers["accepted"] += 1
+        self.bar.set_postfix(self.answers, refresh=not self.count_answers)
+        if self.count_answers:
+            self.bar.update()
+
+    def waiting(self, notice: RetryNotice) -> None:
+        """A transient failure: say what is awaited, rather than staying silent through the wait."""
+        message = f"flk-agent: {notice.describe()}"
+        if self.bar.disable:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            self.bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        """Close the bar (its last state stays on the terminal)."""
+        self.bar.close()
 
 
 def _vrf_key(args: argparse.Namespace) -> bytes | None:
@@ -182,22 +219,49 @@ def _cmd_compute(args: argparse.Namespace) -> int:
 
 def _delivery_summary(args: argparse.Namespace, report: DeliveryReport, outbox: Outbox) -> int:
     counts = outbox.counts()
+    dead = {r.pcs_id: r for r in outbox.dead()}
+    results, lines = [], []
+    for pcs_id, status, outcome in report.results:
+        result: dict[str, Any] = {"pcs_id": pcs_id, "status": status, "outcome": outcome}
+        line = f"{outcome:<9} {status if status is not None else '-':<4} {pcs_id}"
+        if outcome == "dead" and pcs_id in dead:
+            result["reason"], result["detail"] = dead[pcs_id].dead_reason, dead[pcs_id].dead_detail
+            line += f"  {_why(dead[pcs_id])}"
+        results.append(result)
+        lines.append(line)
     data = {
         "acked": report.acked,
         "dead": report.dead,
         "attempts": report.attempts,
         "requests": report.requests,
         "outbox": counts,
-        "results": [{"pcs_id": p, "status": s, "outcome": o} for p, s, o in report.results],
+        "results": results,
     }
-    lines = [f"{o:<9} {s if s is not None else '-':<4} {p}" for p, s, o in report.results]
     lines.append(
         f"acked {report.acked}, dead-lettered {report.dead}, attempts {report.attempts} "
         f"in {report.requests} request{'' if report.requests == 1 else 's'}; "
         f"outbox: {counts[PENDING]} pending, {counts[DEAD]} dead"
     )
+    if report.dead:
+        lines.append(_dead_hint(outbox))
     _emit(args, data, "\n".join(lines))
     return EXIT_DEAD_LETTERED if report.dead else EXIT_OK
+
+
+def _why(record: OutboxRecord) -> str:
+    """A dead letter's reason and the server's detail, on one line."""
+    reason = record.dead_reason or "?"
+    return f"{reason}: {record.dead_detail}" if record.dead_detail else reason
+
+
+def _dead_hint(outbox: Outbox) -> str:
+    """What to do about dead letters; a wrong key can be fixed by re-signing them."""
+    if any(r.dead_reason in ("invalid_signature", "unknown_key") for r in outbox.dead()):
+        return (
+            "the server did not accept a signature: get the right key, then "
+            "`flk-agent outbox retry-dead --resign --key-file KEY` and `flk-agent submit`"
+        )
+    return "after fixing the cause: `flk-agent outbox retry-dead`, then `flk-agent submit`"
 
 
 def _policy(args: argparse.Namespace) -> RetryPolicy:
@@ -209,10 +273,11 @@ def _deliver(
     outbox: Outbox,
     client: FlkClient,
     on_progress: Callable[[OutboxRecord, str], None] | None = None,
+    on_wait: Callable[[RetryNotice], None] | None = None,
 ) -> DeliveryReport:
     """Deliver everything pending, one PCS per request or in batches of ``--batch``."""
     return deliver_pending(
-        outbox, client, policy=_policy(args), on_progress=on_progress, batch_size=args.batch
+        outbox, client, policy=_policy(args), on_progress=on_progress, batch_size=args.batch, on_wait=on_wait
     )
 
 
@@ -228,10 +293,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(f"{path}: {exc}") from exc
     with Outbox(args.outbox) as outbox, FlkClient(args.url, tenant=args.tenant) as client:
-        outbox.put_many(pcs_list)  # durable (one fsync) before anything is sent
-        bar = _progress(args, total=sum(1 for _ in outbox.pending()), unit="pcs", desc="submit")
-        report = _deliver(args, outbox, client, on_progress=lambda r, o: bar.update())
-        bar.close()
+        # Durable (one fsync) before anything is sent; without files, what is pending is sent.
+        outbox.put_many(pcs_list)
+        feedback = _Feedback(
+            args, count_answers=True, total=sum(1 for _ in outbox.pending()), unit="pcs", desc="submit"
+        )
+        report = _deliver(args, outbox, client, on_progress=feedback.answered, on_wait=feedback.waiting)
+        feedback.close()
         return _delivery_summary(args, report, outbox)
 
 
@@ -246,10 +314,14 @@ def _cmd_stream(args: argparse.Namespace) -> int:
             windows = windows_by_time(source, seconds=args.window_seconds)
         else:
             windows = windows_by_count(source, count=args.window_count, epoch_start=args.epoch_start)
-        bar = _progress(args, unit="epoch", desc=f"stream {args.shard}")
+        feedback = _Feedback(args, count_answers=False, unit="epoch", desc=f"stream {args.shard}")
+
+        def deliver() -> DeliveryReport:
+            return _deliver(args, outbox, client, on_progress=feedback.answered, on_wait=feedback.waiting)
+
         # A restarted agent first resends what it had stored but not delivered.
         if not args.no_send:
-            _accumulate(total, _deliver(args, outbox, client))
+            _accumulate(total, deliver())
         waiting = 0  # windows stored since the last delivery pass
         for window in windows:
             if done is not None and window.epoch <= done:
@@ -264,12 +336,12 @@ def _cmd_stream(args: argparse.Namespace) -> int:
             # With --batch N, windows wait in the outbox (on disk) until N are pending; a delivery
             # pass ends with nothing pending (each PCS acked or dead-lettered).
             if not args.no_send and waiting >= args.batch:
-                _accumulate(total, _deliver(args, outbox, client))
+                _accumulate(total, deliver())
                 waiting = 0
-            bar.update()
+            feedback.bar.update()
         if waiting and not args.no_send:  # the end of the input: what is left of the last batch
-            _accumulate(total, _deliver(args, outbox, client))
-        bar.close()
+            _accumulate(total, deliver())
+        feedback.close()
         return _delivery_summary(args, total, outbox)
 
 
@@ -282,10 +354,41 @@ def _accumulate(total: DeliveryReport, part: DeliveryReport) -> None:
 
 
 def _cmd_outbox(args: argparse.Namespace) -> int:
+    signing = args.key_file or args.ed25519_seed_file or args.key_id
+    if args.action != "retry-dead" and (args.resign or signing):
+        raise UsageError("--resign and the key options go with retry-dead")
+    if signing and not args.resign:
+        raise UsageError("a key is only used to re-sign: add --resign")
+    signer = _signer(args) if args.resign else None
     with Outbox(args.outbox) as outbox:
         if args.action == "retry-dead":
-            moved = outbox.retry_dead()
-            _emit(args, {"moved_to_pending": moved}, f"{moved} dead-lettered PCS sent back to pending")
+            resign = None
+            if signer is not None:
+
+                def resign(pcs: dict[str, Any]) -> dict[str, Any]:
+                    pcs.pop("key_id", None)  # the old key's id would name a key the server refuses
+                    return sign_pcs(pcs, signer)
+
+            moved = outbox.retry_dead(resign=resign)
+            how = ", re-signed with the key given" if signer is not None else ""
+            _emit(
+                args,
+                {"moved_to_pending": moved, "resigned": signer is not None},
+                f"{moved} dead-lettered PCS sent back to pending{how}; `flk-agent submit` sends them",
+            )
+        elif args.action == "purge-dead":
+            purged = outbox.purge_dead()
+            _emit(
+                args,
+                {"purged": [{"pcs_id": r.pcs_id, "reason": r.dead_reason} for r in purged]},
+                "\n".join(
+                    [f"purged    {r.pcs_id}  {_why(r)}" for r in purged]
+                    + [
+                        f"removed {len(purged)} dead-lettered PCS from the outbox "
+                        f"({outbox.directory / 'dead-letter.jsonl'} keeps them)"
+                    ]
+                ),
+            )
         elif args.action == "compact":
             removed = outbox.compact(horizon_seconds=args.horizon_hours * 3600)
             _emit(
@@ -303,6 +406,7 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
                     "attempts": r.attempts,
                     "last_status": r.last_status,
                     "reason": r.dead_reason or r.last_error,
+                    "detail": r.dead_detail,
                 }
                 for r in outbox.records.values()
                 if r.state != "acked"
@@ -313,7 +417,7 @@ def _cmd_outbox(args: argparse.Namespace) -> int:
             ]
             lines += [
                 f"  #{t['seq']} {t['state']:<8} {t['pcs_id'][:16]}… attempts={t['attempts']} "
-                f"last={t['last_status']} {t['reason'] or ''}"
+                f"last={t['last_status']} {t['reason'] or ''}" + (f": {t['detail']}" if t["detail"] else "")
                 for t in troubles
             ]
             _emit(args, {"directory": str(outbox.directory), **counts, "records": troubles}, "\n".join(lines))
@@ -437,13 +541,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------------
 
 
-def _key_options(parser: argparse.ArgumentParser) -> None:
+def _signing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", help="file holding the HMAC secret (or set FLK_HMAC_KEY)")
     parser.add_argument("--ed25519-seed-file", help="file holding a hex Ed25519 private key seed")
-    parser.add_argument("--key-id", help="key_id to put in each PCS")
+    parser.add_argument("--key-id", help="key_id to put in each PCS (when the server names its keys)")
+
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    _signing_options(parser)
     parser.add_argument(
         "--vrf-key-file", help="hex VRF secret key: the seed comes from the VRF and the proof is attached"
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("flk-agent")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 def _send_options(parser: argparse.ArgumentParser) -> None:
@@ -482,6 +597,9 @@ def _batch_size(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="flk-agent", description="FLK agent: compute, sign and deliver PCS")
+    parser.add_argument(
+        "--version", action="version", version=f"flk-agent {_version()}", help="print the version and exit"
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -489,7 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser(
         "keygen", parents=[common], help="create an HMAC secret, an Ed25519 key pair or a VRF key pair"
     )
-    keygen.add_argument("--alg", choices=["hmac", "ed25519", "vrf"], default="ed25519")
+    keygen.add_argument(
+        "--alg",
+        choices=["hmac", "ed25519", "vrf"],
+        default="ed25519",
+        help="hmac: a shared secret; ed25519: a signing key pair; vrf: a VRF key pair (default ed25519)",
+    )
     keygen.add_argument(
         "--out", required=True, help="secret file (hmac) or path stem for .key/.pub (ed25519, vrf)"
     )
@@ -502,9 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("--points", required=True, help="point cloud: .csv, .npy or .jsonl")
     compute.add_argument("--raw", help="raw data file (compressibility r; Merkle leaves as 1 KiB chunks)")
     compute.add_argument("--events", help="JSONL file: one Merkle leaf per line (instead of raw chunks)")
-    compute.add_argument("--shard", required=True)
-    compute.add_argument("--epoch", type=int, required=True)
-    compute.add_argument("--seed", type=int, default=0)
+    compute.add_argument("--shard", required=True, help="shard_id: which agent or partition the data is from")
+    compute.add_argument("--epoch", type=int, required=True, help="the epoch (window number) of this data")
+    compute.add_argument(
+        "--seed", type=int, default=0, help="seed of coh★'s random directions (default 0; a VRF key sets it)"
+    )
     compute.add_argument("--scales", type=_scales, default=DEFAULT_SCALES, help="e.g. 2,4,8,16,32")
     compute.add_argument("--out", help="write the PCS here instead of stdout")
     _key_options(compute)
@@ -513,7 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser(
         "submit", parents=[common], help="deliver PCS files (or directories of *.json) through the outbox"
     )
-    submit.add_argument("paths", nargs="+")
+    submit.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="PCS JSON files or directories of *.json; none: send what the outbox holds pending",
+    )
     _send_options(submit)
     submit.set_defaults(func=_cmd_submit)
 
@@ -521,20 +651,39 @@ def build_parser() -> argparse.ArgumentParser:
         "stream", parents=[common], help="window a JSONL event stream into epochs and deliver them"
     )
     stream.add_argument("--input", default="-", help="JSONL events file, or - for stdin")
-    stream.add_argument("--shard", required=True)
+    stream.add_argument("--shard", required=True, help="shard_id of every PCS of the stream")
     group = stream.add_mutually_exclusive_group()
     group.add_argument("--window-count", type=int, default=100, help="events per epoch (default 100)")
     group.add_argument("--window-seconds", type=float, help="epoch length by the events' 'ts' field")
-    stream.add_argument("--epoch-start", type=int, default=1)
-    stream.add_argument("--scales", type=_scales, default=DEFAULT_SCALES)
+    stream.add_argument(
+        "--epoch-start", type=int, default=1, help="epoch of the first count window (default 1)"
+    )
+    stream.add_argument(
+        "--scales", type=_scales, default=DEFAULT_SCALES, help="box-counting scales, e.g. 2,4,8,16,32"
+    )
     stream.add_argument("--no-send", action="store_true", help="only fill the outbox")
     _key_options(stream)
     _send_options(stream)
     stream.set_defaults(func=_cmd_stream)
 
     outbox = sub.add_parser("outbox", parents=[common], help="inspect or repair the outbox")
-    outbox.add_argument("action", choices=["status", "retry-dead", "compact"])
-    outbox.add_argument("--outbox", default=os.environ.get("FLK_OUTBOX", "flk-outbox"))
+    outbox.add_argument(
+        "action",
+        choices=["status", "retry-dead", "purge-dead", "compact"],
+        help="status: what is pending, acked, dead and why; retry-dead: dead letters back to pending; "
+        "purge-dead: remove dead letters for good; compact: drop old acked records",
+    )
+    outbox.add_argument(
+        "--outbox",
+        default=os.environ.get("FLK_OUTBOX", "flk-outbox"),
+        help="outbox directory (env FLK_OUTBOX; default ./flk-outbox)",
+    )
+    outbox.add_argument(
+        "--resign",
+        action="store_true",
+        help="retry-dead: sign each PCS again with the key given now (a dead letter of a wrong key)",
+    )
+    _signing_options(outbox)
     outbox.add_argument(
         "--horizon-hours",
         type=float,
@@ -576,8 +725,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_cmd_report)
 
     demo = sub.add_parser("demo", parents=[common], help="send synthetic PCS that show every kind of answer")
-    demo.add_argument("--url", default=os.environ.get("FLK_URL", "http://127.0.0.1:8000"))
-    demo.add_argument("--tenant", default=os.environ.get("FLK_TENANT"))
+    demo.add_argument(
+        "--url",
+        default=os.environ.get("FLK_URL", "http://127.0.0.1:8000"),
+        help="FLK server base URL (env FLK_URL)",
+    )
+    demo.add_argument("--tenant", default=os.environ.get("FLK_TENANT"), help="X-Tenant-Id (env FLK_TENANT)")
     demo.add_argument("--shard", help="shard_id (default: a fresh random one)")
     _key_options(demo)
     demo.set_defaults(func=_cmd_demo)
@@ -588,7 +741,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flk-agent`` script."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly. Whatever was done (delivered, written to the
+        # outbox) stays done; the status is the one a program stopped by SIGPIPE has.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the final flush at exit then has nowhere to fail
+        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         print(f"flk-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
