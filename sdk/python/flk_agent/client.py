@@ -132,16 +132,45 @@ def _item_result(item: Any) -> SubmitResult:
     )
 
 
+def request_headers(tenant: str | None) -> dict[str, str]:
+    """The headers of every request (the synchronous and the asyncio client send the same)."""
+    headers = {"Content-Type": "application/json", "User-Agent": "flk-agent/0.1"}
+    if tenant:
+        headers["X-Tenant-Id"] = tenant
+    return headers
+
+
+def batch_body(pcs_list: Sequence[dict[str, Any] | bytes]) -> bytes:
+    """The body of a batch request: ``{"items": [...]}`` with each PCS encoded as ``encode_pcs`` does."""
+    if not pcs_list:
+        raise ValueError("a batch holds at least one PCS")
+    return b'{"items":[' + b",".join(encode_pcs(pcs) for pcs in pcs_list) + b"]}"
+
+
+def batch_answer(response: httpx.Response, count: int) -> BatchAnswer:
+    """A batch request's answer, typed; a 200 without ``count`` well-formed results raises."""
+    answer = _answer(response)
+    if answer.status != 200:
+        return BatchAnswer(answer)
+    results = answer.body.get("results")
+    if not isinstance(results, list) or len(results) != count:
+        found = len(results) if isinstance(results, list) else "no"
+        raise BatchAnswerError(f"{found} results for {count} items")
+    return BatchAnswer(answer, tuple(_item_result(item) for item in results))
+
+
+def submit_answer(response: httpx.Response) -> SubmitResult:
+    """A single submission's answer, typed (every HTTP status is an answer, none raises)."""
+    return _answer(response)
+
+
 class FlkClient:
     """Submit PCS to one FLK server; use as a context manager to close the connection pool."""
 
     def __init__(
         self, url: str, *, tenant: str | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT
     ) -> None:
-        headers = {"Content-Type": "application/json", "User-Agent": "flk-agent/0.1"}
-        if tenant:
-            headers["X-Tenant-Id"] = tenant
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=request_headers(tenant), timeout=timeout)
 
     def submit(self, pcs: dict[str, Any] | bytes) -> SubmitResult:
         """POST one PCS (a dict, or raw bytes sent as they are) to /v1/pcs/submit.
@@ -157,17 +186,7 @@ class FlkClient:
         failures raise ``httpx.TransportError``, as for ``submit``; a 200 whose results do not match
         the items raises ``BatchAnswerError``; every other answer is returned as a ``BatchAnswer``.
         """
-        if not pcs_list:
-            raise ValueError("a batch holds at least one PCS")
-        body = b'{"items":[' + b",".join(encode_pcs(pcs) for pcs in pcs_list) + b"]}"
-        answer = _answer(self._http.post(BATCH_PATH, content=body))
-        if answer.status != 200:
-            return BatchAnswer(answer)
-        results = answer.body.get("results")
-        if not isinstance(results, list) or len(results) != len(pcs_list):
-            count = len(results) if isinstance(results, list) else "no"
-            raise BatchAnswerError(f"{count} results for {len(pcs_list)} items")
-        return BatchAnswer(answer, tuple(_item_result(item) for item in results))
+        return batch_answer(self._http.post(BATCH_PATH, content=batch_body(pcs_list)), len(pcs_list))
 
     def close(self) -> None:
         """Close pooled connections."""
