@@ -214,6 +214,17 @@ REPORTS_S3_REGION = env_str("REPORTS_S3_REGION", "")
 # Frameworks the daily beat entry builds for the previous month, per active tenant.
 REPORTS_MONTHLY_FRAMEWORKS = env_list("REPORTS_MONTHLY_FRAMEWORKS", "soc2,iso27001,hipaa,gdpr")
 
+# Seed compatibility (docs/configuration.md, "Seed names"; flk_project.env maps the seed's variables).
+# TENANTS: "slug:alg:key,..." tenants `manage.py flk_init` creates or updates at start (hmac: the key is
+# the secret; ed25519: the public key, base64).
+TENANTS = env_str("TENANTS", "")
+# PII mode of tenants created from now on (the default tenant when created, TENANTS); empty: "detect".
+TENANT_PII_MODE = env_str("TENANT_PII_MODE", "").strip().lower()
+# The version decisions under the built-in policy record (a tenant's own policies have their own).
+POLICY_BUILTIN_VERSION = env_str("POLICY_BUILTIN_VERSION", "1.0.0")
+# HMAC secrets of the default tenant that still verify beside PCS_HMAC_KEY during a rotation.
+PCS_HMAC_KEY_PREVIOUS = env_list("PCS_HMAC_KEY_PREVIOUS", "")
+
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.observability import *  # noqa: E402,F403
