@@ -60,7 +60,9 @@ def write_env(directory: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=HERE, help="where to write .env (default: next to this file)")
+    parser.add_argument(
+        "--dir", type=Path, default=HERE, help="where to write .env (default: next to this file)"
+    )
     args = parser.parse_args(argv)
     try:
         path = write_env(args.dir)
