@@ -17,8 +17,12 @@ app.conf.imports = (
     "tasks.webhooks",
     "tasks.reports",
     "tasks.siem",
+    "tasks.tiering",
 )
 app.conf.task_routes = ("tasks.base.route_task",)
+# Beat reads its schedule from the database (django-celery-beat), editable in the admin; BEAT_SCHEDULE
+# below stays the source of the defaults, seeded at beat's start without undoing operators' changes.
+app.conf.beat_scheduler = "apps.console.beat:SeededDatabaseScheduler"
 
 
 @app.on_after_finalize.connect

@@ -19,6 +19,7 @@ urlpatterns = [
     path("health", health.health, name="health"),  # the original clients' probe
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view.metrics, name="metrics"),
+    path("admin/console/", include("apps.console.urls")),  # the operator console, inside the admin
     path("admin/", admin.site.urls),
     path("", pages.landing, name="landing"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi"), name="api-docs"),

@@ -1,19 +1,95 @@
 """Read-only browsing of the audit log; the dead-letter table with its retry action."""
 
+import json
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from apps.audit.models import Anchor, AuditDeadLetter, AuditEntry, Checkpoint
 from apps.audit.reverify import dead_letter_retry
 from flk_project.admin_readonly import ReadOnlyModelAdmin
 
+# Characters of a long identifier or reason a list shows; the whole value is in the cell's tooltip.
+SHORT_ID_CHARS = 12
+SHORT_TEXT_CHARS = 60
+
+
+def json_html(value: Any) -> SafeString:
+    """A JSON value pretty-printed (sorted keys, indented) in a <pre>, escaped; text is parsed first."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return format_html('<pre class="json">{}</pre>', value)
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return format_html('<pre class="json" style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
+
+def short_html(value: str, chars: int = SHORT_ID_CHARS) -> SafeString:
+    """``value`` cut to ``chars`` characters with an ellipsis; the whole value in the tooltip."""
+    if len(value) <= chars:
+        return format_html("{}", value)
+    return format_html('<span title="{}">{}…</span>', value, value[:chars])
+
+
+def tenant_label(tenant: Any) -> str:
+    """How lists name a tenant: its name, and its slug when they differ."""
+    return tenant.slug if tenant.name in ("", tenant.slug) else f"{tenant.name} ({tenant.slug})"
+
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "tenant", "kind", "pcs_id", "status", "reason", "policy_version", "created_at")
+    list_display = (
+        "seq",
+        "tenant_name",
+        "kind",
+        "short_pcs_id",
+        "status",
+        "short_reason",
+        "actor",
+        "policy_version",
+        "created_at",
+    )
+    list_display_links = ("seq",)
     list_filter = ("kind", "status", "tenant")
+    list_select_related = ("tenant",)
     search_fields = ("pcs_id",)
+    fields = (
+        "tenant",
+        "seq",
+        "kind",
+        "pcs_id",
+        "status",
+        "reason",
+        "policy_version",
+        "actor",
+        "created_at",
+        "request_digest",
+        "details_json",
+        "prev_hash",
+        "entry_hash",
+    )
+    readonly_fields = ("details_json",)
+
+    @admin.display(description="tenant", ordering="tenant__slug")
+    def tenant_name(self, entry: AuditEntry) -> str:
+        return tenant_label(entry.tenant)
+
+    @admin.display(description="PCS", ordering="pcs_id")
+    def short_pcs_id(self, entry: AuditEntry) -> SafeString:
+        return short_html(entry.pcs_id)
+
+    @admin.display(description="reason")
+    def short_reason(self, entry: AuditEntry) -> SafeString:
+        return short_html(entry.reason, SHORT_TEXT_CHARS)
+
+    @admin.display(description="details")
+    def details_json(self, entry: AuditEntry) -> SafeString:
+        return json_html(entry.details)
 
 
 @admin.register(Checkpoint)

@@ -8,29 +8,84 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from apps.audit.admin import SHORT_TEXT_CHARS, json_html, short_html, tenant_label
 from apps.audit.models import AuditEntry
 from apps.pcs.models import PcsRecord, QuarantinedRequest
 from apps.pcs.quarantine import quarantined_retry
 from apps.pcs.selectors import pcs_audit_history, pcs_review_status
 from flk_project.admin_readonly import ReadOnlyModelAdmin
 
+# Outcome colours, as in the operator console.
+OUTCOME_COLOURS = {"accepted": "#2e7d32", "escalated": "#b26a00", "rejected": "#c62828"}
+
 
 @admin.register(PcsRecord)
 class PcsRecordAdmin(ReadOnlyModelAdmin):
     list_display = (
-        "pcs_id",
-        "tenant",
+        "short_pcs_id",
+        "tenant_name",
+        "outcome",
+        "status_code",
+        "short_reason",
         "shard_id",
         "epoch",
-        "status_code",
-        "reason",
         "policy_version",
         "decided_at",
     )
     list_filter = ("status_code", "escalated", "tenant", "policy_version")
+    list_select_related = ("tenant",)
     search_fields = ("pcs_id", "shard_id")
     date_hierarchy = "decided_at"
-    readonly_fields = ("review_status", "audit_history")
+    fields = (
+        "tenant",
+        "pcs_id",
+        "shard_id",
+        "epoch",
+        "status_code",
+        "accepted",
+        "escalated",
+        "reason",
+        "review_status",
+        "audit_history",
+        "policy_version",
+        "d_hat",
+        "regime",
+        "budget",
+        "anomaly_score",
+        "received_at",
+        "decided_at",
+        "payload_digest",
+        "inputs_digest",
+        "audit_entry_id",
+        "pcs_json",
+        "response_json",
+    )
+    readonly_fields = ("review_status", "audit_history", "pcs_json", "response_json")
+
+    @admin.display(description="PCS", ordering="pcs_id")
+    def short_pcs_id(self, record: PcsRecord) -> SafeString:
+        return short_html(record.pcs_id)
+
+    @admin.display(description="tenant", ordering="tenant__slug")
+    def tenant_name(self, record: PcsRecord) -> str:
+        return tenant_label(record.tenant)
+
+    @admin.display(description="outcome", ordering="status_code")
+    def outcome(self, record: PcsRecord) -> SafeString:
+        name = "accepted" if record.accepted else "escalated" if record.escalated else "rejected"
+        return format_html('<strong style="color: {}">{}</strong>', OUTCOME_COLOURS[name], name)
+
+    @admin.display(description="reason")
+    def short_reason(self, record: PcsRecord) -> SafeString:
+        return short_html(record.reason, SHORT_TEXT_CHARS)
+
+    @admin.display(description="PCS as received")
+    def pcs_json(self, record: PcsRecord) -> SafeString:
+        return json_html(record.pcs)
+
+    @admin.display(description="answer (replayed on retries)")
+    def response_json(self, record: PcsRecord) -> SafeString:
+        return json_html(record.response)
 
     def _history(self, record: PcsRecord) -> list[AuditEntry]:
         if not hasattr(record, "_audit_history"):

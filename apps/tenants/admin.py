@@ -21,6 +21,7 @@ from apps.tenants.services import (
     tenant_deactivate,
     tenant_update,
     token_issue,
+    token_revoke,
 )
 from flk_project.admin_readonly import ReadOnlyModelAdmin
 
@@ -125,7 +126,7 @@ class SigningKeyInline(admin.TabularInline):
 
 class ApiTokenInline(admin.TabularInline):
     model = ApiToken
-    fields = ("name", "prefix", "created_by", "created_at", "revoked_at")
+    fields = ("name", "prefix", "scope", "created_by", "created_at", "revoked_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -302,13 +303,32 @@ class TenantAdmin(admin.ModelAdmin):
             request, f"Deactivated {queryset.count()} tenant(s); their submissions now get 401."
         )
 
-    @admin.action(description="Issue API token")
-    def issue_api_token(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
-        name = f"admin {timezone.now():%Y-%m-%d %H:%M}"
+    @admin.action(description="Issue API token (choose its name and scope)")
+    def issue_api_token(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        tenants = list(queryset)
+        default_name = f"admin {timezone.now():%Y-%m-%d %H:%M}"
+        if "confirm" not in request.POST:
+            return TemplateResponse(
+                request,
+                "admin/tenants/issue_token.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Issue API tokens",
+                    "tenants": tenants,
+                    "default_name": default_name,
+                    "scopes": ApiToken.SCOPE_CHOICES,
+                },
+            )
+        name = (request.POST.get("token_name") or "").strip()[:100] or default_name
+        scope = request.POST.get("scope", "")
         rows = []
-        for tenant in queryset:
-            _, raw = token_issue(tenant=tenant, name=name, actor=_actor(request))
-            rows.append({"tenant": tenant.slug, "name": name, "value": raw})
+        for tenant in tenants:
+            try:
+                _, raw = token_issue(tenant=tenant, name=name, actor=_actor(request), scope=scope)
+            except TenantError as exc:
+                self.message_user(request, f"{tenant.slug}: {exc}", messages.ERROR)
+                return None
+            rows.append({"tenant": tenant.slug, "name": f"{name} ({scope})", "value": raw})
         return _shown_once(request, "New API tokens", "token", rows)
 
 
@@ -330,6 +350,44 @@ class SigningKeyAdmin(ReadOnlyModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(ReadOnlyModelAdmin):
-    list_display = ("prefix", "name", "tenant", "created_by", "created_at", "revoked_at")
-    list_filter = ("tenant",)
-    fields = ("tenant", "name", "prefix", "created_by", "created_at", "revoked_at")
+    """Tokens are issued from the tenant list and revoked here (audited); they are never edited."""
+
+    list_display = (
+        "prefix",
+        "name",
+        "tenant_name",
+        "scope",
+        "state",
+        "created_by",
+        "created_at",
+        "revoked_at",
+    )
+    list_filter = ("scope", ("revoked_at", admin.EmptyFieldListFilter), "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("prefix", "name", "tenant__slug")
+    fields = ("tenant", "name", "prefix", "scope", "created_by", "created_at", "revoked_at")
+    actions = ["revoke"]
+
+    @admin.display(description="tenant", ordering="tenant__slug")
+    def tenant_name(self, token: ApiToken) -> str:
+        return f"{token.tenant.name} ({token.tenant.slug})"
+
+    @admin.display(description="state")
+    def state(self, token: ApiToken) -> str:
+        return "revoked" if token.revoked_at else "active"
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        """Revoking changes a token: it takes the change permission the read-only admin never grants."""
+        return request.user.has_perm("tenants.change_apitoken")
+
+    @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = [t.prefix for t in queryset if token_revoke(token=t, actor=_actor(request))]
+        if revoked:
+            self.message_user(
+                request,
+                f"Revoked {len(revoked)} token(s): {', '.join(revoked)}; they now get 401.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, "The selected tokens were already revoked.", messages.INFO)

@@ -289,6 +289,25 @@ def token_issue(
 
 
 @transaction.atomic
+def token_revoke(*, token: ApiToken, actor: str) -> bool:
+    """Refuse ``token`` from its next request on (401), audited like issuance; False if it already was."""
+    locked = ApiToken.objects.select_for_update().select_related("tenant").get(pk=token.pk)
+    if locked.revoked_at is not None:
+        return False
+    locked.revoked_at = timezone.now()
+    locked.save(update_fields=["revoked_at"])
+    token.revoked_at = locked.revoked_at
+    _audit(
+        locked.tenant,
+        "token_revoked",
+        actor,
+        f"name={locked.name} prefix={locked.prefix} scope={locked.scope}",
+        {"prefix": locked.prefix, "name": locked.name, "scope": locked.scope},
+    )
+    return True
+
+
+@transaction.atomic
 def secrets_reencrypt() -> int:
     """Re-encrypt every stored HMAC secret under the newest encryption key; return how many."""
     count = 0

@@ -1,4 +1,5 @@
-"""``manage.py tenant create | list | rotate-key | set-quota | deactivate | issue-token | reencrypt``."""
+"""``manage.py tenant create | list | rotate-key | set-quota | deactivate | issue-token | revoke-token |
+reencrypt``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from apps.tenants.services import (
     tenant_deactivate,
     tenant_set_limits,
     token_issue,
+    token_revoke,
 )
 
 ACTOR = "cli"
@@ -53,6 +55,13 @@ class Command(BaseCommand):
         token.add_argument("slug")
         token.add_argument("--name", default="cli")
         token.add_argument("--scope", choices=[c for c, _ in ApiToken.SCOPE_CHOICES], default="read")
+        revoke = sub.add_parser(
+            "revoke-token", help="revoke a tenant's API token by its prefix or its name (audited)"
+        )
+        revoke.add_argument("slug")
+        which = revoke.add_mutually_exclusive_group(required=True)
+        which.add_argument("--prefix", help="the token's first characters, as listed (flk_…)")
+        which.add_argument("--name", help="the token's name; refused when several active tokens share it")
         sub.add_parser("reencrypt", help="re-encrypt stored secrets under the newest FLK_ENCRYPTION_KEYS key")
 
     def _tenant(self, slug: str) -> Tenant:
@@ -131,6 +140,36 @@ class Command(BaseCommand):
             tenant=self._tenant(opts["slug"]), name=opts["name"], actor=ACTOR, scope=opts["scope"]
         )
         self._out({"tenant": opts["slug"], "name": token.name, "scope": token.scope, "token": raw})
+
+    def _revoke_token(self, opts: dict[str, Any]) -> None:
+        tenant = self._tenant(opts["slug"])
+        tokens = ApiToken.objects.filter(tenant=tenant)
+        if opts["prefix"]:
+            # The stored prefix is the first 10 characters; a longer value (the whole token) also names it.
+            tokens = tokens.filter(prefix=opts["prefix"][:10])
+        else:
+            tokens = tokens.filter(name=opts["name"])
+        found = list(tokens.order_by("created_at"))
+        active = [t for t in found if t.revoked_at is None]
+        if not found:
+            raise CommandError(
+                f"tenant {tenant.slug!r} has no token matching {opts['prefix'] or opts['name']!r}"
+            )
+        if len(active) > 1:
+            listed = ", ".join(t.prefix for t in active)
+            raise CommandError(f"{len(active)} active tokens match; revoke one by --prefix: {listed}")
+        for token in active or found[:1]:
+            changed = token_revoke(token=token, actor=ACTOR)
+            self._out(
+                {
+                    "tenant": tenant.slug,
+                    "name": token.name,
+                    "prefix": token.prefix,
+                    "scope": token.scope,
+                    "revoked_at": token.revoked_at,
+                    "already_revoked": not changed,
+                }
+            )
 
     def _reencrypt(self, opts: dict[str, Any]) -> None:
         self._out({"reencrypted": secrets_reencrypt()})
