@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_prometheus",
     "axes",
+    # Beat's schedule in the database, editable in the admin (seeded from tasks/schedule.py).
+    "django_celery_beat",
     "apps.tenants",
     "apps.pcs",
     "apps.audit",
@@ -52,6 +54,7 @@ INSTALLED_APPS = [
     "apps.webhooks",
     "apps.reports",
     "apps.siem",
+    "apps.console",
 ]
 
 MIDDLEWARE = [
