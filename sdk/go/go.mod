@@ -1,0 +1,3 @@
+module flk
+
+go 1.19
