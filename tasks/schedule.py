@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery.schedules import crontab
+from django.conf import settings
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "wal-maintain": {"task": "tasks.wal.wal_maintain", "schedule": 60.0},
@@ -33,5 +34,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "tasks.reports.flush_auth_failures",
         "schedule": 60.0,
         "options": {"expires": 60.0},
+    },
+    # Tiering: demote warm records past TIER_WARM_TTL in bounded batches; a run resumes what a crash left.
+    "tier-demote": {
+        "task": "tasks.tiering.tier_demote",
+        "schedule": settings.TIER_DEMOTE_INTERVAL_SECONDS,
+        "options": {"expires": settings.TIER_DEMOTE_INTERVAL_SECONDS},
     },
 }

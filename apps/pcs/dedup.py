@@ -306,7 +306,7 @@ def get_dedup_store() -> DedupStore:
         if settings.DEDUP_BACKEND == "redis":
             _store = RedisDedupStore(
                 settings.REDIS_URL,
-                ttl_seconds=settings.DEDUP_TTL_SECONDS,
+                ttl_seconds=settings.TIER_HOT_TTL,
                 claim_timeout=settings.DEDUP_CLAIM_TIMEOUT_SECONDS,
                 timeout=settings.STORE_TIMEOUT_SECONDS,
             )

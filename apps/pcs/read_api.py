@@ -9,6 +9,7 @@ import re
 from typing import Any
 from urllib import parse
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView, RetrieveAPIView
@@ -18,12 +19,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit.models import AuditEntry
+from apps.pcs import tiers
 from apps.pcs.models import PcsRecord
 from apps.pcs.selectors import (
     PCS_ID,
     STATUS_FILTERS,
     pcs_audit_history,
-    pcs_record_get,
     pcs_records,
     pcs_review_status,
 )
@@ -213,10 +214,25 @@ class PcsDetailView(_TenantScoped, RetrieveAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_object(self) -> PcsRecord:
-        record = pcs_record_get(tenant=self.request.user.tenant, pcs_id=self.kwargs["pcs_id"])
+        pcs_id = self.kwargs["pcs_id"]
+        record = None
+        if PCS_ID.fullmatch(pcs_id):
+            try:  # warm, then cold (apps.pcs.tiers)
+                record = tiers.record_lookup(tenant_id=self.request.user.tenant.pk, pcs_id=pcs_id)
+            except tiers.TierCorrupt as exc:
+                raise _tier_unavailable("the stored copy of this PCS failed its integrity check") from exc
+            except tiers.TierUnavailable as exc:
+                raise _tier_unavailable("the cold tier is unavailable") from exc
         if record is None:
             raise not_found("no PCS with this id for this tenant", field="pcs_id")
         return record
+
+
+def _tier_unavailable(detail: str) -> ApiError:
+    """503 with Retry-After, as for a store that is down: a cold copy failing its digest is never served."""
+    error = ApiError(503, "store_unavailable", detail)
+    error.wait = settings.RETRY_AFTER_SECONDS  # DRF's handler turns ``wait`` into Retry-After
+    return error
 
 
 class PcsListView(_TenantScoped, ListAPIView):

@@ -9,11 +9,12 @@ anomaly score and flags it recorded) must give the same status, reason, D̂, reg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from apps.audit.models import AuditEntry
 from apps.audit.reverify import Finding, VrfSetting, vrf_history
+from apps.pcs import tiers
 from apps.pcs.models import PcsRecord
 from apps.policy.decide import decide
 from apps.policy.errors import PolicyRefusal
@@ -32,6 +33,8 @@ class DecisionContext:
 
     records: dict[str, PcsRecord]
     vrf_settings: list[VrfSetting]
+    # Records whose cold copy failed its digest: a finding, never re-verified from damaged bytes.
+    corrupt: set[str] = field(default_factory=set)
 
 
 def _first_difference(pairs: dict[str, tuple[object, object]]) -> tuple[str, object, object] | None:
@@ -133,9 +136,23 @@ class DecisionVerifier:
 
     def load(self, tenant_id: int, entries: list[AuditEntry]) -> DecisionContext:
         pcs_ids = [e.pcs_id for e in entries if e.kind == DECISION_KIND]
-        records = PcsRecord.objects.filter(tenant_id=tenant_id, pcs_id__in=pcs_ids).select_related("tenant")
-        return DecisionContext({record.pcs_id: record for record in records}, vrf_history(tenant_id))
+        corrupt: set[str] = set()
+        try:  # warm, then cold (apps.pcs.tiers)
+            records = tiers.records_lookup(tenant_id=tenant_id, pcs_ids=pcs_ids)
+        except tiers.TierCorrupt:
+            records = {}
+            for pcs_id in pcs_ids:  # one at a time, to tell which ones are damaged
+                try:
+                    record = tiers.record_lookup(tenant_id=tenant_id, pcs_id=pcs_id, promote=False)
+                except tiers.TierCorrupt:
+                    corrupt.add(pcs_id)
+                    continue
+                if record is not None:
+                    records[pcs_id] = record
+        return DecisionContext(records, vrf_history(tenant_id), corrupt)
 
     def check(self, entry: AuditEntry, loaded: Any) -> Finding | None:
         context: DecisionContext = loaded
+        if entry.pcs_id in context.corrupt:
+            return Finding("record_corrupt", f"the cold copy of {entry.pcs_id!r} failed its SHA-256 check")
         return decision_reverify(entry, context.records.get(entry.pcs_id), context.vrf_settings)

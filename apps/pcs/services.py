@@ -20,7 +20,7 @@ import redis
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, InternalError, OperationalError, transaction
 
-from apps.pcs import metrics, wal
+from apps.pcs import metrics, tiers, wal
 from apps.pcs.commit import GroupCommitter
 from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_store
 from apps.pcs.errors import IngestError, printable
@@ -452,6 +452,7 @@ def _prepare(pcs: dict[str, Any], tenant: Tenant, request: _Request) -> IngestRe
     claim = store.claim(tenant_id=tenant.pk, pcs_id=pcs["pcs_id"], digest=digest)
     if claim.state == "decided":
         assert claim.outcome is not None
+        tiers.hot_hit()
         return _answer_stored(claim.outcome, pcs, digest, inputs, tenant, request.from_wal)
     if claim.state == "pending":
         raise IngestError(
@@ -482,7 +483,8 @@ def _prepare(pcs: dict[str, Any], tenant: Tenant, request: _Request) -> IngestRe
 
 
 def _record_of(tenant: Tenant, pcs_id: str) -> PcsRecord | None:
-    return PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs_id).first()
+    """The stored decision, warm or cold (``apps.pcs.tiers``): the authority once the hot store forgot."""
+    return tiers.record_lookup(tenant_id=tenant.pk, pcs_id=pcs_id)
 
 
 def _release(claim: Claim) -> None:
@@ -646,7 +648,9 @@ def _outcome(verdict: _Verdict) -> StoredOutcome:
 
 def _answer_from_conflicting_insert(verdict: _Verdict, from_wal: bool) -> IngestResult:
     pcs, decision = verdict.pcs, verdict.decision
-    record = PcsRecord.objects.get(tenant=verdict.tenant, pcs_id=pcs["pcs_id"])
+    record = _record_of(verdict.tenant, pcs["pcs_id"])
+    if record is None:
+        raise PcsRecord.DoesNotExist(f"no stored decision for the conflicting insert of {pcs['pcs_id']}")
     return _answer_from_record(
         record, pcs, decision.digest, decision.inputs_digest, verdict.tenant, verdict.claim, from_wal
     )
@@ -677,7 +681,7 @@ def _answer_stored(
 ) -> IngestResult:
     """The stored answer of the same PCS, or 422 when this copy differs from the decided one."""
     if outcome.inputs_digest == "" and record is None:
-        record = PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs["pcs_id"]).first()
+        record = _record_of(tenant, pcs["pcs_id"])
     stored_inputs = outcome.inputs_digest or (record.inputs_digest if record is not None else "")
     if outcome.digest != digest or (stored_inputs and stored_inputs != inputs):
         _conflict(pcs, tenant, record)
@@ -690,7 +694,7 @@ def _answer_stored(
 def _conflict(pcs: dict[str, Any], tenant: Tenant, record: PcsRecord | None) -> NoReturn:
     """Refuse a copy that differs from the decided PCS, naming the fields, never its answer."""
     if record is None:
-        record = PcsRecord.objects.filter(tenant=tenant, pcs_id=pcs["pcs_id"]).first()
+        record = _record_of(tenant, pcs["pcs_id"])
     fields = differing_fields(record.pcs, pcs) if record is not None else []
     logger.warning(
         "ingest.pcs_id_conflict pcs_id=%s tenant=%s fields=%s", pcs["pcs_id"], tenant.slug, ",".join(fields)

@@ -10,6 +10,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
+from apps.pcs import tiers
 from apps.pcs.models import PcsRecord
 from apps.pcs.selectors import PCS_ID, pcs_audit_history
 from apps.review.models import ReviewItem
@@ -55,7 +56,7 @@ class ReviewView:
     """Everything a reviewer looks at before deciding: the item, the PCS, its decision and history."""
 
     item: ReviewItem
-    record: PcsRecord | None  # None once tiering has moved the record out of the warm table
+    record: PcsRecord | None  # None only when the cold tier cannot be read right now
     recomputed: dict[str, Any]
     checks: list[dict[str, Any]]
     flags: list[str]
@@ -66,7 +67,10 @@ class ReviewView:
 
 def review_view(*, item: ReviewItem) -> ReviewView:
     """The PCS under review with its recomputed values and checks (from its decision entry) and history."""
-    record = PcsRecord.objects.filter(tenant_id=item.tenant_id, pcs_id=item.pcs_id).first()
+    try:  # warm, then cold: old escalations may have been demoted
+        record = tiers.record_lookup(tenant_id=item.tenant_id, pcs_id=item.pcs_id, promote=False)
+    except tiers.TierUnavailable:
+        record = None  # the page still shows the decision entry and the history
     history = pcs_audit_history(
         tenant_id=item.tenant_id, pcs_id=item.pcs_id, decision_entry_id=item.decision_entry_id
     )

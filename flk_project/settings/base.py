@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import dj_database_url
 
-from flk_project.env import BASE_DIR, env_bool, env_float, env_int, env_list, env_path, env_str
+from flk_project.env import BASE_DIR, env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
 
 VAR_DIR = env_path("FLK_VAR_DIR", BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -227,6 +227,35 @@ TENANT_PII_MODE = env_str("TENANT_PII_MODE", "").strip().lower()
 POLICY_BUILTIN_VERSION = env_str("POLICY_BUILTIN_VERSION", "1.0.0")
 # HMAC secrets of the default tenant that still verify beside PCS_HMAC_KEY during a rotation.
 PCS_HMAC_KEY_PREVIOUS = env_list("PCS_HMAC_KEY_PREVIOUS", "")
+
+# Tiering (apps.tiering; docs/tiering.md). Hot: the Redis dedup store keeps a decided answer for
+# TIER_HOT_TTL seconds (DEDUP_TTL_SECONDS is still honoured when TIER_HOT_TTL is unset). Warm: PcsRecord
+# rows older than TIER_WARM_TTL seconds are demoted to the cold tier: S3 when TIER_COLD_BUCKET is set
+# (endpoint and region as below, credentials from boto3's usual chain), else files under TIER_COLD_DIR.
+# Cold records older than TIER_COLD_TTL seconds are evicted for good (0: kept forever).
+TIER_HOT_TTL = env_int("TIER_HOT_TTL", env_int("DEDUP_TTL_SECONDS", 3600))
+TIER_WARM_TTL = env_int("TIER_WARM_TTL", 7 * 24 * 3600)
+TIER_COLD_TTL = env_int("TIER_COLD_TTL", 0)
+TIER_COLD_BUCKET = env_str("TIER_COLD_BUCKET", "")
+TIER_COLD_PREFIX = env_str("TIER_COLD_PREFIX", "pcs/")
+TIER_COLD_S3_ENDPOINT_URL = env_str("TIER_COLD_S3_ENDPOINT_URL", "")
+TIER_COLD_S3_REGION = env_str("TIER_COLD_S3_REGION", "")
+TIER_COLD_DIR = env_path("TIER_COLD_DIR", VAR_DIR / "cold")
+# Connect and read timeout of each cold-tier call; a lookup waits at most about twice this.
+TIER_COLD_TIMEOUT_SECONDS = env_float("TIER_COLD_TIMEOUT_SECONDS", 5.0)
+# zstd was measured smaller and faster than gzip on real records (docs/tiering.md); gzip needs nothing
+# beyond the standard library.
+TIER_COLD_CODEC = env_choice("TIER_COLD_CODEC", "zstd", ("zstd", "gzip"))
+# Records per demotion batch (one object each) and batches per run of the demotion task.
+TIER_DEMOTE_BATCH = env_int("TIER_DEMOTE_BATCH", 2000)
+TIER_DEMOTE_MAX_BATCHES = env_int("TIER_DEMOTE_MAX_BATCHES", 50)
+TIER_DEMOTE_INTERVAL_SECONDS = env_float("TIER_DEMOTE_INTERVAL_SECONDS", 300.0)
+# First retry delay of a demotion run that met an unavailable store (doubling, with jitter).
+TIER_DEMOTE_RETRY_BACKOFF_SECONDS = env_int("TIER_DEMOTE_RETRY_BACKOFF_SECONDS", 10)
+# TEST ONLY (fault tests): after a demotion batch reaches this step (copying, copied, verified,
+# deleted) the task writes the step into TIER_TEST_PAUSE_FILE and sleeps, so a test can SIGKILL it.
+TIER_TEST_PAUSE_AFTER = env_str("TIER_TEST_PAUSE_AFTER", "")
+TIER_TEST_PAUSE_FILE = env_str("TIER_TEST_PAUSE_FILE", "")
 
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403

@@ -1,0 +1,74 @@
+"""The cold tier's reader, registered with ``apps.pcs.tiers`` so every read path falls through to it."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from apps.pcs.models import PcsRecord
+from apps.pcs.tiers import TierCorrupt
+from apps.tiering import metrics
+from apps.tiering.codec import CodecError, decompress, record_from_bytes, slice_record, unpack_record
+from apps.tiering.models import ColdRecord
+from apps.tiering.store import get_cold_store
+
+logger = logging.getLogger("flk.tiering")
+
+
+def _corrupt(row: ColdRecord, detail: str) -> TierCorrupt:
+    metrics.cold_corrupt.inc()
+    logger.error(
+        "tier.cold_corrupt tenant=%s pcs_id=%s object=%s batch=%s detail=%s",
+        row.tenant_id,
+        row.pcs_id,
+        row.object_key,
+        row.batch_id,
+        detail,
+    )
+    return TierCorrupt(f"cold record {row.pcs_id} failed its check: {detail}")
+
+
+def _record(row: ColdRecord, data: bytes) -> PcsRecord:
+    record = record_from_bytes(data)
+    if record.tenant_id != row.tenant_id or record.pcs_id != row.pcs_id:
+        raise CodecError("the bytes are another record's")
+    return record
+
+
+class ColdIndexReader:
+    """Looks a PCS up in the cold index, reads its frame, checks its digest, rebuilds the record."""
+
+    def lookup(self, tenant_id: int, pcs_id: str) -> PcsRecord | None:
+        """One record (a ranged read of its frame), or None when the cold tier does not hold it."""
+        row = ColdRecord.objects.filter(tenant_id=tenant_id, pcs_id=pcs_id).select_related("batch").first()
+        if row is None:
+            return None
+        frame = get_cold_store().get(row.object_key, row.frame_offset, row.frame_length)
+        try:
+            return _record(row, unpack_record(row.batch.codec, frame, row.offset, row.length, row.sha256))
+        except CodecError as exc:
+            raise _corrupt(row, str(exc)) from exc
+
+    def lookup_many(self, tenant_id: int, pcs_ids: Iterable[str]) -> dict[str, PcsRecord]:
+        """Several records of one tenant, each frame read once."""
+        rows = ColdRecord.objects.filter(tenant_id=tenant_id, pcs_id__in=list(pcs_ids)).select_related(
+            "batch"
+        )
+        frames: dict[tuple[str, int, int, str], list[ColdRecord]] = defaultdict(list)
+        for row in rows:
+            frames[(row.object_key, row.frame_offset, row.frame_length, row.batch.codec)].append(row)
+        found: dict[str, PcsRecord] = {}
+        store = get_cold_store()
+        for (key, frame_offset, frame_length, codec), members in frames.items():
+            frame = store.get(key, frame_offset, frame_length)
+            try:
+                plain = decompress(codec, frame)
+            except CodecError as exc:
+                raise _corrupt(members[0], str(exc)) from exc
+            for row in members:
+                try:
+                    found[row.pcs_id] = _record(row, slice_record(plain, row.offset, row.length, row.sha256))
+                except CodecError as exc:
+                    raise _corrupt(row, str(exc)) from exc
+        return found
