@@ -7,7 +7,9 @@ the process's start time), so a claim left by a process that died on this host i
 any other abandoned claim expires after ``DEDUP_CLAIM_TIMEOUT_SECONDS``, so nothing stays stuck.
 
 ``redis`` (SET NX with TTL) is the production hot store, ``database`` uses a unique constraint and
-works on SQLite, ``memory`` exists for tests.
+works on SQLite, ``memory`` exists for tests. The Redis store runs on one node (``REDIS_URL``) or on a
+Redis Cluster (``DEDUP_SHARDS``); its client comes from ``flk_project.redis_clients``. A PCS's keys
+share the hash tag ``{<tenant>:<pcs_id>}``, so a tenant's PCS spread over every slot.
 """
 
 from __future__ import annotations
@@ -25,11 +27,22 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
+from redis.cluster import RedisCluster
 
 from apps.pcs.errors import encode_body
 from apps.pcs.models import DedupEntry
 from apps.pcs.owner import owner_is_dead, process_owner
 from flk_project.caches import register
+from flk_project.redis_clients import (
+    ClusterHealth,
+    HotClient,
+    HotOp,
+    HotScript,
+    HotStoreUnavailable,
+    cluster_health,
+    hot_store_client,
+    run_grouped,
+)
 
 ClaimState = Literal["claimed", "pending", "decided"]
 
@@ -98,17 +111,24 @@ class RedisDedupStore:
     transactional = False
 
     def __init__(self, url: str, *, ttl_seconds: int, claim_timeout: float, timeout: float) -> None:
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
-        )
-        self._release = self._redis.register_script(_RELEASE_LUA)
-        self._takeover = self._redis.register_script(_TAKEOVER_LUA)
+        # ``url`` and ``timeout`` name the single node the store used to build here; the client of the
+        # configured hot store (one node, or the cluster of DEDUP_SHARDS) comes from redis_clients.
+        try:
+            client = hot_store_client(health_check_interval=30)
+        except HotStoreUnavailable as exc:
+            raise DedupUnavailable(str(exc)) from exc
+        assert client is not None, "the Redis dedup store needs REDIS_URL or DEDUP_SHARDS"
+        self._redis: HotClient = client
+        self._release = HotScript(client, _RELEASE_LUA)
+        self._takeover = HotScript(client, _TAKEOVER_LUA)
         self._ttl = ttl_seconds
         self._claim_ms = max(1, int(claim_timeout * 1000))
 
     @staticmethod
     def _key(tenant_id: int, pcs_id: str) -> str:
-        return f"flk:dedup:{tenant_id}:{pcs_id}"
+        # The hash tag is the whole (tenant, pcs_id): every key of one PCS lands in one slot (a script
+        # may touch them together), and one tenant's PCS spread over all slots, so no master is hot.
+        return f"flk:dedup:{{{tenant_id}:{pcs_id}}}"
 
     @staticmethod
     def _pending_value(token: str, digest: str) -> str:
@@ -152,14 +172,25 @@ class RedisDedupStore:
         self.complete_many([(claim, outcome)])
 
     def complete_many(self, completed: Sequence[tuple[Claim, StoredOutcome]]) -> None:
-        """``complete`` for a committed group, in one round trip."""
-        pipe = self._redis.pipeline(transaction=False)
-        for claim, outcome in completed:
-            pipe.set(self._key(claim.tenant_id, claim.pcs_id), self._outcome_value(outcome), ex=self._ttl)
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise DedupUnavailable(str(exc)) from exc
+        """``complete`` for a committed group, in one round trip (one per master on a cluster).
+
+        Every claim whose master answers is completed, even when another master does not; then the
+        first failure is raised.
+        """
+        ops = [
+            self._set_op(self._key(claim.tenant_id, claim.pcs_id), self._outcome_value(outcome))
+            for claim, outcome in completed
+        ]
+        failures = [reply for reply in run_grouped(self._redis, ops) if isinstance(reply, Exception)]
+        if failures:
+            raise DedupUnavailable(str(failures[0])) from failures[0]
+
+    def _set_op(self, key: str, value: str) -> HotOp:
+        return HotOp(
+            key=key,
+            queue=lambda pipe: pipe.set(key, value, ex=self._ttl),
+            alone=lambda: self._redis.set(key, value, ex=self._ttl),
+        )
 
     def release(self, claim: Claim) -> None:
         key = self._key(claim.tenant_id, claim.pcs_id)
@@ -169,10 +200,22 @@ class RedisDedupStore:
             raise DedupUnavailable(str(exc)) from exc
 
     def ping(self) -> None:
+        """Raise ``DedupUnavailable`` unless the store serves something: on a cluster, at least one slot."""
+        health = self.cluster_health()
+        if health is not None:
+            if health.state == "unavailable":
+                raise DedupUnavailable(health.detail or "no master of the cluster answers")
+            return
         try:
             self._redis.ping()
         except redis.RedisError as exc:
             raise DedupUnavailable(str(exc)) from exc
+
+    def cluster_health(self) -> ClusterHealth | None:
+        """The cluster's state as this store sees it, or None on a single node."""
+        if isinstance(self._redis, RedisCluster):
+            return cluster_health(self._redis)
+        return None
 
 
 class DatabaseDedupStore:

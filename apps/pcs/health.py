@@ -6,6 +6,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apps.pcs.dedup import DedupUnavailable, get_dedup_store
+from flk_project.redis_clients import hot_store_health
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -19,8 +20,15 @@ def health(request: HttpRequest) -> HttpResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """The database and the dedup store answer; 503 names the one that does not."""
+    """The database and the dedup store answer; 503 names the one that does not.
+
+    With a Redis Cluster (DEDUP_SHARDS), ``redis_cluster`` is ``ok``, ``degraded`` (some masters or slots
+    are not served: their keys answer 503, every other key is served) or ``unavailable``. Degraded is
+    still ready: the outage is the same for every web process, and taking them all out of the load
+    balancer would refuse the keys that can be served as well.
+    """
     checks: dict[str, str] = {}
+    extra: dict[str, object] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -32,7 +40,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks["dedup"] = "ok"
     except DedupUnavailable:
         checks["dedup"] = "unavailable"
-    ready = all(v == "ok" for v in checks.values())
+    cluster = hot_store_health()
+    if cluster is not None:
+        checks["redis_cluster"] = cluster.state
+        extra["redis_cluster"] = cluster.as_dict()
+    ready = all(v == "ok" or (name, v) == ("redis_cluster", "degraded") for name, v in checks.items())
     return JsonResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
+        {"status": "ready" if ready else "not_ready", "checks": checks, **extra}, status=200 if ready else 503
     )

@@ -14,7 +14,9 @@ adds evidence: score = 1 − (1 − statistical) · (1 − SOFT_WEIGHT)^violatio
 Only accepted PCS update the history, so escalated or rejected traffic cannot drag the baseline
 towards itself. The history is shared by every server process, so any worker scores a PCS the same:
 
-- With ``REDIS_URL``: one hash per tenant, ``flk:anomaly:<tenant pk>``, floats as round-trip decimal
+- With ``REDIS_URL`` (or the Redis Cluster of ``DEDUP_SHARDS``, through ``flk_project.redis_clients``;
+  one key per tenant, so tenants spread over the slots): one hash per tenant, ``flk:anomaly:<tenant pk>``,
+  floats as round-trip decimal
   strings. An update is one Lua script that applies the same arithmetic as ``_Ewma.update`` in one
   atomic step. No TTL: there is one small hash per tenant, and a hash Redis loses anyway (restart,
   flush, eviction) is rebuilt from the database copy, which the script has refreshed at most
@@ -40,6 +42,7 @@ from django.utils import timezone
 
 from apps.policy.models import AnomalyHistory
 from flk_project.caches import register
+from flk_project.redis_clients import HotScript, hot_store_client, hot_store_target, run_grouped
 
 logger = logging.getLogger("flk.policy.anomaly")
 
@@ -241,12 +244,15 @@ class RedisHistories:
     """Each tenant's history in a Redis hash; the database row is its recent snapshot."""
 
     def __init__(self, url: str, *, timeout: float) -> None:
+        # ``url`` is the hot store's target (``hot_store_target``), kept to notice a change of settings;
+        # the client (one node, or the cluster of DEDUP_SHARDS, with STORE_TIMEOUT_SECONDS) comes from
+        # redis_clients.
         self.url = url
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
-        self._learn = self._redis.register_script(_LEARN_LUA)
-        self._restore_script = self._redis.register_script(_RESTORE_LUA)
+        client = hot_store_client(decode_responses=True)
+        assert client is not None, "RedisHistories needs REDIS_URL or DEDUP_SHARDS"
+        self._redis = client
+        self._learn = HotScript(client, _LEARN_LUA)
+        self._restore_script = HotScript(client, _RESTORE_LUA)
 
     @staticmethod
     def key(tenant_id: int) -> str:
@@ -279,21 +285,31 @@ class RedisHistories:
     def learn_many(self, samples: list[tuple[int, dict[str, float]]]) -> None:
         """Learn each ``(tenant_id, values)`` in order, in one round trip when the script is loaded.
 
-        A group commit learns from all its accepted PCS at once. A sample the pipeline could not apply
-        (the script not loaded yet, a tenant's hash lost) changed nothing, and is learnt on its own.
+        A group commit learns from all its accepted PCS at once: one pipeline per node (a cluster
+        pipeline runs no scripts), ``run_grouped``. A sample the pipeline could not apply (a tenant's
+        hash lost, the script not loaded on that node yet, its slot moving) changed nothing, and is
+        learnt on its own. A sample whose node does not answer is lost, logged by the caller, after
+        every other sample was learnt.
         """
         if not samples:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for tenant_id, values in samples:
-            args = self._learn_args(values)
-            pipe.evalsha(self._learn.sha, 1, self.key(tenant_id), *args)
-        replies = pipe.execute(raise_on_error=False)
-        for (tenant_id, values), reply in zip(samples, replies, strict=True):
-            if reply is None or isinstance(reply, Exception):
-                self.learn(tenant_id, values)
-            else:
-                self._persist_if_due(tenant_id, reply)
+        ops = [
+            self._learn.op(keys=[self.key(tenant_id)], args=self._learn_args(values))
+            for tenant_id, values in samples
+        ]
+        failure: redis.RedisError | None = None
+        for (tenant_id, values), reply in zip(samples, run_grouped(self._redis, ops), strict=True):
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                if reply is None:
+                    self.learn(tenant_id, values)
+                else:
+                    self._persist_if_due(tenant_id, reply)
+            except redis.RedisError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     @staticmethod
     def _persist_if_due(tenant_id: int, reply: list[str]) -> None:
@@ -320,9 +336,10 @@ _store_lock = threading.Lock()
 
 
 def history_store() -> RedisHistories | DatabaseHistories:
-    """This process's client of the shared history: Redis when ``REDIS_URL`` is set, else the database."""
+    """This process's client of the shared history: Redis (``REDIS_URL`` or ``DEDUP_SHARDS``), else the
+    database."""
     global _store
-    store, url = _store, settings.REDIS_URL
+    store, url = _store, hot_store_target()
     if store is not None and store.url == url:
         return store
     with _store_lock:

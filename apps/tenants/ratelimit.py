@@ -8,6 +8,10 @@ tenant header and the client address, so nobody can spend a tenant's budget by k
 The database is the authority for the day's usage: Redis's daily counter is a cache, and when it is
 missing (Redis restarted empty, or was flushed) it is rebuilt from the tenant's decisions stored
 today before anything is admitted, so a restart never hands a tenant a second quota.
+
+The Redis client is the hot store's (``flk_project.redis_clients``): one node, or the Redis Cluster of
+``DEDUP_SHARDS``. A tenant's bucket and daily counter share the hash tag ``{<slug>}`` (one script
+touches both); different tenants spread over the slots.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from django.db.models import F
 
 from apps.tenants.models import AuthFailureDay, RateBucket, Tenant
 from flk_project.caches import register
+from flk_project.redis_clients import HotClient, HotScript, hot_store_client, run_grouped
 
 _LUA = """
 local rate = tonumber(ARGV[1])
@@ -77,9 +82,9 @@ def _seconds_to_utc_midnight(now: float) -> tuple[date, float]:
 class RateLimiter:
     """Admission control for one installation; ``clock`` returns unix seconds (tests control it)."""
 
-    def __init__(self, redis_client: redis.Redis | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis_client: HotClient | None, clock: Callable[[], float] = time.time) -> None:
         self._redis = redis_client
-        self._script = redis_client.register_script(_LUA) if redis_client is not None else None
+        self._script = HotScript(redis_client, _LUA) if redis_client is not None else None
         self.clock = clock
 
     def admit(self, tenant: Tenant) -> Admission:
@@ -94,7 +99,7 @@ class RateLimiter:
         quota_key = _quota_key(tenant, today)
         for _ in range(3):  # the counter may expire between a rebuild and the next look
             allowed, wait, why = self._script(
-                keys=[f"flk:rl:{tenant.slug}", quota_key],
+                keys=[_bucket_key(tenant), quota_key],
                 args=[tenant.rate_per_second, burst, repr(now), tenant.daily_quota, repr(to_midnight)],
             )
             if int(allowed) != 2:
@@ -143,8 +148,13 @@ class RateLimiter:
         return Admission(True)
 
 
+def _bucket_key(tenant: Tenant) -> str:
+    return f"flk:rl:{{{tenant.slug}}}"
+
+
 def _quota_key(tenant: Tenant, day: date) -> str:
-    return f"flk:quota:{tenant.slug}:{day.isoformat()}"
+    # The tenant's hash tag: the admission script touches this counter and the bucket together.
+    return f"flk:quota:{{{tenant.slug}}}:{day.isoformat()}"
 
 
 def _decided_on(tenant: Tenant, day: date) -> int:
@@ -164,20 +174,26 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-# One failure more: the counter of this window, and the seconds the window has left. The same round
-# trip adds one to the day's durable count (KEYS[2], a hash of tenant header -> failures) that
-# ``auth_failure_days_flush`` moves into ``AuthFailureDay``; past ARGV[3] distinct headers a day,
-# failures go to one overflow field, so a flood of invented headers cannot grow the hash.
+# One failure more: the counter of this window, and the seconds the window has left.
 _FAILURE_LUA = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local field = ARGV[2]
-if redis.call('HEXISTS', KEYS[2], field) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
-  field = ARGV[5]
-end
-redis.call('HINCRBY', KEYS[2], field, 1)
-redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {n, redis.call('TTL', KEYS[1])}
+"""
+# The same round trip adds one to the day's durable count (KEYS[1], a hash of tenant header ->
+# failures) that ``auth_failure_days_flush`` moves into ``AuthFailureDay``; past ARGV[2] distinct
+# headers a day, failures go to one overflow field, so a flood of invented headers cannot grow the hash.
+# Two scripts, sent in one pipeline: on a Redis Cluster the window's key (one per header and address,
+# spread over the slots) and the day's hash (one key) live in different slots, which one script cannot
+# touch; the two counts need not change atomically together.
+_FAILURE_DAY_LUA = """
+local field = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then
+  field = ARGV[4]
+end
+redis.call('HINCRBY', KEYS[1], field, 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
 """
 
 # Durable per-day counts of failed authentications (compliance reports read them).
@@ -213,13 +229,15 @@ class AuthFailureLimiter:
 
     def __init__(
         self,
-        redis_client: redis.Redis | None,
+        redis_client: HotClient | None,
         *,
         limit: int,
         window_seconds: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._script = redis_client.register_script(_FAILURE_LUA) if redis_client is not None else None
+        self._redis = redis_client
+        self._script = HotScript(redis_client, _FAILURE_LUA) if redis_client is not None else None
+        self._day_script = HotScript(redis_client, _FAILURE_DAY_LUA) if redis_client is not None else None
         self._wall_clock = time.time
         self._day_counts: dict[tuple[date, str], int] = {}  # without Redis: not yet in the database
         self._day_flushed_at = time.monotonic()
@@ -240,11 +258,21 @@ class AuthFailureLimiter:
             return None
         key = self._key(tenant_header, client_addr)
         day = datetime.fromtimestamp(self._wall_clock(), UTC).date()
-        if self._script is not None:
-            count, ttl = self._script(
-                keys=[key, f"{_DAY_KEY_PREFIX}{day.isoformat()}"],
-                args=[self._window, _day_field(tenant_header), _DAY_MAX_HEADERS, _DAY_TTL_SECONDS, _OVERFLOW],
+        if self._redis is not None and self._script is not None and self._day_script is not None:
+            replies = run_grouped(
+                self._redis,
+                [
+                    self._script.op(keys=[key], args=[self._window]),
+                    self._day_script.op(
+                        keys=[f"{_DAY_KEY_PREFIX}{day.isoformat()}"],
+                        args=[_day_field(tenant_header), _DAY_MAX_HEADERS, _DAY_TTL_SECONDS, _OVERFLOW],
+                    ),
+                ],
             )
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            count, ttl = replies[0]
             count, left = int(count), float(max(1, int(ttl)))
         else:
             self._count_day_locally(day, _day_field(tenant_header))
@@ -306,7 +334,7 @@ def auth_failure_days_flush() -> int:
     client = _redis_client()
     if client is None:
         return 0
-    drain = client.register_script(_DRAIN_LUA)
+    drain = HotScript(client, _DRAIN_LUA)
     kept = 0
     for key in sorted(client.scan_iter(match=f"{_DAY_KEY_PREFIX}*", count=100)):
         try:
@@ -330,14 +358,9 @@ def auth_failure_days_flush() -> int:
     return kept
 
 
-def _redis_client() -> redis.Redis | None:
-    if not settings.REDIS_URL:
-        return None
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=settings.STORE_TIMEOUT_SECONDS,
-        socket_connect_timeout=settings.STORE_TIMEOUT_SECONDS,
-    )
+def _redis_client() -> HotClient | None:
+    """The hot store's client (one node or the cluster), None without Redis."""
+    return hot_store_client()
 
 
 _limiter: RateLimiter | None = None
