@@ -61,8 +61,19 @@ PARAM_NAMES = SIGNAL_PARAM_NAMES + TOP_PARAM_NAMES
 
 
 def builtin_params() -> PolicyParams:
-    """The built-in policy every tenant runs until it activates one of its own."""
-    return PolicyParams(clock_skew_max_seconds=settings.CLOCK_SKEW_MAX_SECONDS)
+    """The built-in policy every tenant runs until it activates one of its own.
+
+    Its decisions record ``POLICY_BUILTIN_VERSION`` (``1.0.0`` unless configured; the seed's
+    ``POLICY_VERSION``).
+    """
+    return PolicyParams(
+        version=settings.POLICY_BUILTIN_VERSION, clock_skew_max_seconds=settings.CLOCK_SKEW_MAX_SECONDS
+    )
+
+
+def is_builtin_version(version: str) -> bool:
+    """Whether decisions under ``version`` were made by the built-in policy (now or as configured before)."""
+    return version in (DEFAULT_POLICY_VERSION, settings.POLICY_BUILTIN_VERSION)
 
 
 def params_of(*, version: str, params: dict[str, Any], rules: list[dict[str, Any]]) -> PolicyParams:

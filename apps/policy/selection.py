@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from apps.policy.models import Policy
-from apps.policy.params import DEFAULT_POLICY_VERSION, PolicyParams, builtin_params, params_of
+from apps.policy.params import PolicyParams, builtin_params, is_builtin_version, params_of
 from apps.tenants.selectors import policy_cache
 
 
@@ -50,6 +50,6 @@ def policy_for_version(*, tenant_id: int, version: str) -> PolicyParams:
     policy = Policy.objects.filter(tenant_id=tenant_id, version=version).first()
     if policy is not None:
         return _params(policy)
-    if version == DEFAULT_POLICY_VERSION:
-        return builtin_params()
+    if is_builtin_version(version):
+        return replace(builtin_params(), version=version)
     raise LookupError(f"policy version {version!r} is not known")

@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from apps.policy.params import DEFAULT_POLICY_VERSION, PARAM_NAMES, TOP_PARAM_NAMES, params_of
+from apps.policy.params import PARAM_NAMES, TOP_PARAM_NAMES, is_builtin_version, params_of
 from apps.policy.rules import RuleError, rule_check
 
 # semver.org's regular expression for a SemVer 2.0.0 version.
@@ -108,6 +108,6 @@ def policy_problems(*, version: str, params: Any, rules: Any) -> list[Problem]:
     problems = []
     if not SEMVER.fullmatch(version or ""):  # match() would let "1.0.0\n" through ($ before \n)
         problems.append(Problem("version", f"{version!r} is not a SemVer version (e.g. 1.2.0)"))
-    elif version == DEFAULT_POLICY_VERSION:
-        problems.append(Problem("version", f"{DEFAULT_POLICY_VERSION} is the built-in policy's version"))
+    elif is_builtin_version(version):
+        problems.append(Problem("version", f"{version} is the built-in policy's version"))
     return problems + _param_problems(params) + _rule_problems(rules)

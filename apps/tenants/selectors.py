@@ -126,6 +126,9 @@ def verification_keys_for(*, tenant: Tenant, key_id: str | None, at: datetime) -
             _env_key = _default_key()
         if _env_key is not None:
             keys.append(_env_key)
+        if settings.PCS_SIGN_ALG == "hmac":
+            # Secrets still verifying during a rotation (PCS_HMAC_KEY_PREVIOUS; the seed's PCS_HMAC_KEYS).
+            keys += [VerificationKey("hmac", k.encode(), None) for k in settings.PCS_HMAC_KEY_PREVIOUS]
     if key_id is not None:
         keys = [k for k in keys if k.key_id in (key_id, None)]
     return keys

@@ -70,10 +70,17 @@ def _validate_public_key(public_key_b64: str | None) -> str:
     return public_key_b64 or ""
 
 
-def _new_key(tenant: Tenant, *, actor: str, public_key_b64: str | None, not_before=None) -> NewKey:  # noqa: ANN001
+def _new_key(
+    tenant: Tenant,
+    *,
+    actor: str,
+    public_key_b64: str | None,
+    not_before=None,  # noqa: ANN001
+    secret: str | None = None,
+) -> NewKey:
     key_id = f"{tenant.slug}-{timezone.now():%Y%m%d}-{secrets.token_hex(3)}"
     if tenant.sign_alg == Tenant.ALG_HMAC:
-        secret = secrets.token_urlsafe(32)
+        secret = secret or secrets.token_urlsafe(32)
         key = SigningKey.objects.create(
             tenant=tenant,
             key_id=key_id,
@@ -105,8 +112,10 @@ def tenant_create(
     daily_quota: int = 0,
     rate_per_second: float = 0.0,
     burst: int = 0,
+    secret: str | None = None,
 ) -> tuple[Tenant, NewKey]:
-    """Create a tenant with its first signing key (an HMAC secret is generated and returned once)."""
+    """Create a tenant with its first signing key (an HMAC secret is generated, unless given, and
+    returned once)."""
     if Tenant.objects.filter(slug=slug).exists():
         raise TenantError(f"tenant {slug!r} exists")
     tenant = Tenant.objects.create(
@@ -120,7 +129,7 @@ def tenant_create(
     _audit(
         tenant, "tenant_created", actor, f"alg={sign_alg} quota={daily_quota} rate={rate_per_second}/{burst}"
     )
-    new = _new_key(tenant, actor=actor, public_key_b64=public_key_b64)
+    new = _new_key(tenant, actor=actor, public_key_b64=public_key_b64, secret=secret)
     _audit(tenant, "key_created", actor, f"key_id={new.key.key_id}")
     return tenant, new
 
@@ -200,9 +209,15 @@ def tenant_set_vrf(*, tenant: Tenant, public_key_hex: str, required: bool, actor
 
 @transaction.atomic
 def key_rotate(
-    *, tenant: Tenant, actor: str, overlap: timedelta | None = None, public_key_b64: str | None = None
+    *,
+    tenant: Tenant,
+    actor: str,
+    overlap: timedelta | None = None,
+    public_key_b64: str | None = None,
+    secret: str | None = None,
 ) -> NewKey:
-    """Add a new signing key; keys valid now keep verifying for ``overlap``, then get 401."""
+    """Add a new signing key (an HMAC ``secret`` given, or generated); keys valid now keep verifying
+    for ``overlap``, then get 401."""
     overlap = overlap if overlap is not None else timedelta(hours=settings.KEY_ROTATION_OVERLAP_HOURS)
     now = timezone.now()
     ends = now + overlap
@@ -217,7 +232,7 @@ def key_rotate(
             key.not_after = ends
             key.save(update_fields=["not_after"])
         retired_ids.append(key.key_id)
-    new = _new_key(tenant, actor=actor, public_key_b64=public_key_b64)
+    new = _new_key(tenant, actor=actor, public_key_b64=public_key_b64, secret=secret)
     _audit(
         tenant,
         "key_rotated",

@@ -13,9 +13,10 @@ PROBE=deployments/local/probe.py
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-flk_project.settings.base}
 export FLK_VAR_DIR=${FLK_VAR_DIR:-$PWD/var}
 export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$FLK_VAR_DIR/prometheus}
-export FLK_BIND=${FLK_BIND:-127.0.0.1:8000}
-
 say() { printf '[run] %s\n' "$*"; }
+# PORT, the seed's name, sets the port when FLK_BIND (ours, address and port) is not set.
+if [ -n "${PORT:-}" ] && [ -n "${FLK_BIND:-}" ]; then say "both PORT and FLK_BIND are set: FLK_BIND wins"; fi
+export FLK_BIND=${FLK_BIND:-127.0.0.1:${PORT:-8000}}
 
 # 1. The address. probe.py explains a refusal itself (which address, why, what to type instead).
 $PY "$PROBE" bind-check "$FLK_BIND" || exit 1
