@@ -17,6 +17,7 @@ app.conf.imports = (
     "tasks.webhooks",
     "tasks.reports",
     "tasks.siem",
+    "tasks.regions",
     "tasks.tiering",
 )
 app.conf.task_routes = ("tasks.base.route_task",)

@@ -41,4 +41,21 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": settings.TIER_DEMOTE_INTERVAL_SECONDS,
         "options": {"expires": settings.TIER_DEMOTE_INTERVAL_SECONDS},
     },
+    # Regions (apps.regions, docs/regions.md): ship and pull every CRR_SHIP_INTERVAL_SECONDS, compare the
+    # decided sets every CRR_DIFF_INTERVAL_SECONDS; no-ops unless WAL_REPLICATION_ENABLED.
+    "crr-ship": {
+        "task": "tasks.regions.crr_ship",
+        "schedule": settings.CRR_SHIP_INTERVAL_SECONDS,
+        "options": {"expires": settings.CRR_SHIP_INTERVAL_SECONDS},
+    },
+    "crr-pull": {
+        "task": "tasks.regions.crr_pull",
+        "schedule": settings.CRR_SHIP_INTERVAL_SECONDS,
+        "options": {"expires": settings.CRR_SHIP_INTERVAL_SECONDS},
+    },
+    "crr-diff": {
+        "task": "tasks.regions.crr_diff",
+        "schedule": settings.CRR_DIFF_INTERVAL_SECONDS,
+        "options": {"expires": settings.CRR_DIFF_INTERVAL_SECONDS},
+    },
 }

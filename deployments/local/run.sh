@@ -129,7 +129,7 @@ trap stop_all EXIT
 
 start gunicorn env "${gunicorn_env[@]}" .venv/bin/gunicorn -c deployments/gunicorn.conf.py \
   --bind "$gunicorn_bind" "${control[@]}" flk_project.wsgi:application
-start worker .venv/bin/celery -A flk_project worker -Q default,wal,anchoring,audits,webhooks,siem,reports,tiering --concurrency 1 --loglevel INFO
+start worker .venv/bin/celery -A flk_project worker -Q default,wal,anchoring,audits,webhooks,siem,reports,tiering,crr --concurrency 1 --loglevel INFO
 start beat .venv/bin/celery -A flk_project beat --scheduler apps.console.beat:SeededDatabaseScheduler --loglevel INFO
 
 # Waits run in the background so that a signal is handled at once, not after the wait.
