@@ -186,3 +186,12 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
  prometheus service on port 9090 that FLK's tests do not use ('systemctl disable --now prometheus' stops it)" \
     --no-install-recommends prometheus
 fi
+
+# --- docker-compose ---------------------------------------------------------------------------------
+# tests/deploy/test_compose.py checks deployments/compose/ with `docker-compose config`, which needs no
+# Docker engine. Debian's docker-compose is the Python v1 tool (helm and the Kubernetes schema validator
+# come from requirements-dev.txt instead).
+if ! command -v docker-compose >/dev/null 2>&1; then
+  apt_install "the Compose tests run 'docker-compose config' on deployments/compose/, and it is not installed;\
+ the package adds /usr/bin/docker-compose and its Python libraries, and starts nothing" docker-compose
+fi
