@@ -34,7 +34,7 @@ def _metric(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 
 
-def test_a_demoted_pcs_replays_byte_identical_reads_and_reverifies(http, tenant_a, cold_bucket, s3):
+def test_a_demoted_pcs_replays_byte_identical_reads_and_reverifies(http, tenant_a, cold_bucket, s3, settings):
     headers = {"X-Tenant-Id": "acme"}
     sent = [tenant_a_pcs(tenant_a, epoch) for epoch in range(3)]
     first = [submit(http, pcs, **headers) for pcs in sent]
