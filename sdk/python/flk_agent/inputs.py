@@ -52,7 +52,8 @@ def _csv_rows(path: Path) -> list[list[float]]:
             raise ValueError(f"{path}: line {number}: {bad.strip()!r} is not a number") from None
         if rows and len(row) != len(rows[0]):
             raise ValueError(
-                f"{path}: line {number}: {len(row)} values, but the rows before have {len(rows[0])}"
+                f"{path}: line {number}: {len(row)} value{'s' * (len(row) != 1)}, "
+                f"but the rows before have {len(rows[0])}"
             )
         rows.append(row)
     return rows
