@@ -565,7 +565,8 @@ def _send_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default=os.environ.get("FLK_URL", "http://127.0.0.1:8000"),
-        help="FLK server base URL (env FLK_URL)",
+        help="FLK server base URL, or several comma-separated (one per region): on a connection failure "
+        "or a 503 the agent moves to the next (env FLK_URL)",
     )
     parser.add_argument("--tenant", default=os.environ.get("FLK_TENANT"), help="X-Tenant-Id (env FLK_TENANT)")
     parser.add_argument(

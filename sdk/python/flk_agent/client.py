@@ -164,20 +164,69 @@ def submit_answer(response: httpx.Response) -> SubmitResult:
     return _answer(response)
 
 
+def endpoints_of(url: str | Sequence[str]) -> list[str]:
+    """Base URLs from one URL, a comma-separated list or a sequence; at least one."""
+    parts = [url] if isinstance(url, str) else list(url)
+    endpoints = [item.strip().rstrip("/") for part in parts for item in part.split(",") if item.strip()]
+    if not endpoints:
+        raise ValueError("no FLK endpoint given")
+    return endpoints
+
+
 class FlkClient:
-    """Submit PCS to one FLK server; use as a context manager to close the connection pool."""
+    """Submit PCS to an FLK server, failing over between several endpoints (regions).
+
+    ``url`` is one base URL, a comma-separated list of them, or a sequence. Each call goes to the
+    current endpoint; on a connection failure (``httpx.TransportError``) or a 503 it moves to the next
+    and sends the same bytes again, trying each endpoint at most once per call, and stays on the one
+    that answered. Resending is safe because every region deduplicates on pcs_id and replicates its
+    decisions to the others (docs/regions.md); what the outbox acks is decided once in effect. When
+    every endpoint fails, the last 503 is returned or the last network error raised, for the
+    delivery's backoff to handle. Use as a context manager to close the connection pools.
+    """
 
     def __init__(
-        self, url: str, *, tenant: str | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT
+        self, url: str | Sequence[str], *, tenant: str | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT
     ) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=request_headers(tenant), timeout=timeout)
+        self.endpoints = endpoints_of(url)
+        self._clients = [
+            httpx.Client(base_url=endpoint, headers=request_headers(tenant), timeout=timeout)
+            for endpoint in self.endpoints
+        ]
+        self._current = 0
+        self.failovers = 0  # moves to another endpoint, for tests and progress output
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL calls go to now."""
+        return self.endpoints[self._current]
+
+    def _post(self, path: str, content: bytes) -> httpx.Response:
+        last_error: httpx.TransportError | None = None
+        last_unavailable: httpx.Response | None = None
+        for _ in range(len(self._clients)):
+            try:
+                response = self._clients[self._current].post(path, content=content)
+            except httpx.TransportError as exc:
+                last_error, last_unavailable = exc, None
+            else:
+                if response.status_code != 503 or len(self._clients) == 1:
+                    return response
+                last_error, last_unavailable = None, response
+            self._current = (self._current + 1) % len(self._clients)
+            self.failovers += 1
+        if last_unavailable is not None:
+            return last_unavailable
+        assert last_error is not None
+        raise last_error
 
     def submit(self, pcs: dict[str, Any] | bytes) -> SubmitResult:
         """POST one PCS (a dict, or raw bytes sent as they are) to /v1/pcs/submit.
 
-        Network failures raise ``httpx.TransportError``; every HTTP answer is returned, typed.
+        Network failures raise ``httpx.TransportError`` (once every endpoint failed); every HTTP
+        answer is returned, typed.
         """
-        return _answer(self._http.post(SUBMIT_PATH, content=encode_pcs(pcs)))
+        return _answer(self._post(SUBMIT_PATH, encode_pcs(pcs)))
 
     def submit_batch(self, pcs_list: Sequence[dict[str, Any] | bytes]) -> BatchAnswer:
         """POST many PCS of this client's tenant to /v1/pcs/submit:batch in one request.
@@ -186,11 +235,12 @@ class FlkClient:
         failures raise ``httpx.TransportError``, as for ``submit``; a 200 whose results do not match
         the items raises ``BatchAnswerError``; every other answer is returned as a ``BatchAnswer``.
         """
-        return batch_answer(self._http.post(BATCH_PATH, content=batch_body(pcs_list)), len(pcs_list))
+        return batch_answer(self._post(BATCH_PATH, batch_body(pcs_list)), len(pcs_list))
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._http.close()
+        for client in self._clients:
+            client.close()
 
     def __enter__(self) -> FlkClient:
         return self
