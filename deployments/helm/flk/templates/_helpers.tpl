@@ -109,7 +109,7 @@ FLK_VAR_DIR, read-only in these pods): production names all three. */}}
 - name: AUDIT_ANCHOR_LOCK_MODE
   value: {{ .anchorLockMode | quote }}
 - name: AUDIT_ANCHOR_RETENTION_DAYS
-  value: {{ .anchorRetentionDays | quote }}
+  value: {{ .anchorRetentionDays | int64 | quote }}
 {{- end }}
 {{- if .coldBucket }}
 - name: TIER_COLD_BUCKET
