@@ -12,7 +12,6 @@ from datetime import timedelta
 import dj_database_url
 
 from flk_project.env import BASE_DIR, env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
-from flk_project.redis_clients import parse_seeds
 
 VAR_DIR = env_path("FLK_VAR_DIR", BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -55,7 +54,6 @@ INSTALLED_APPS = [
     "apps.webhooks",
     "apps.reports",
     "apps.siem",
-    "apps.regions",
     "apps.console",
 ]
 
@@ -245,8 +243,8 @@ TIER_COLD_S3_REGION = env_str("TIER_COLD_S3_REGION", "")
 TIER_COLD_DIR = env_path("TIER_COLD_DIR", VAR_DIR / "cold")
 # Connect and read timeout of each cold-tier call; a lookup waits at most about twice this.
 TIER_COLD_TIMEOUT_SECONDS = env_float("TIER_COLD_TIMEOUT_SECONDS", 5.0)
-# zstd was measured smaller and faster than gzip on real records (docs/tiering.md); gzip needs nothing
-# beyond the standard library.
+# zstd was measured smaller than gzip on real records (docs/tiering.md); gzip needs nothing beyond the
+# standard library.
 TIER_COLD_CODEC = env_choice("TIER_COLD_CODEC", "zstd", ("zstd", "gzip"))
 # Records per demotion batch (one object each) and batches per run of the demotion task.
 TIER_DEMOTE_BATCH = env_int("TIER_DEMOTE_BATCH", 2000)
@@ -259,37 +257,6 @@ TIER_DEMOTE_RETRY_BACKOFF_SECONDS = env_int("TIER_DEMOTE_RETRY_BACKOFF_SECONDS",
 TIER_TEST_PAUSE_AFTER = env_str("TIER_TEST_PAUSE_AFTER", "")
 TIER_TEST_PAUSE_FILE = env_str("TIER_TEST_PAUSE_FILE", "")
 
-# Regions (apps.regions; docs/regions.md). Each region ships its inbox WAL, control-plane snapshots and
-# divergence digests to the other regions' buckets (WAL_REMOTE_BUCKET, comma-separated) and reads what
-# they shipped from its own bucket (REGION_BUCKET), every CRR_SHIP_INTERVAL_SECONDS. Regions share
-# FLK_ENCRYPTION_KEYS, so replicated HMAC secrets stay encrypted and still decrypt.
-REGION_ID = env_str("REGION_ID", "local")
-WAL_REPLICATION_ENABLED = env_bool("WAL_REPLICATION_ENABLED", False)
-WAL_REMOTE_BUCKET = env_list("WAL_REMOTE_BUCKET", "")
-REGION_BUCKET = env_str("REGION_BUCKET", "")
-CRR_SHIP_INTERVAL_SECONDS = env_float("CRR_SHIP_INTERVAL_SECONDS", 30.0)
-CRR_S3_ENDPOINT_URL = env_str("CRR_S3_ENDPOINT_URL", "")
-CRR_S3_REGION = env_str("CRR_S3_REGION", "")
-CRR_S3_TIMEOUT_SECONDS = env_float("CRR_S3_TIMEOUT_SECONDS", 5.0)
-# A chunk holds at most this many bytes of one segment (a larger backlog ships as several chunks).
-CRR_CHUNK_MAX_BYTES = env_int("CRR_CHUNK_MAX_BYTES", 8 * 1024 * 1024)
-# Divergence: decided sets compared per tenant and CRR_DIFF_BUCKET_SECONDS of receive time, over the
-# last CRR_DIFF_WINDOW_HOURS, every CRR_DIFF_INTERVAL_SECONDS.
-CRR_DIFF_INTERVAL_SECONDS = env_float("CRR_DIFF_INTERVAL_SECONDS", 300.0)
-CRR_DIFF_BUCKET_SECONDS = env_int("CRR_DIFF_BUCKET_SECONDS", 3600)
-CRR_DIFF_WINDOW_HOURS = env_float("CRR_DIFF_WINDOW_HOURS", 48.0)
-
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.observability import *  # noqa: E402,F403
-
-# Sharded hot store (docs/configuration.md, "Sharded dedup"; docs/runbooks/shard-migration.md): seed
-# nodes (host:port,...) of a Redis Cluster. When set, the dedup store, the rate limiter, the failed-
-# authentication limiter and the anomaly history use redis-py's cluster client on it instead of
-# REDIS_URL (flk_project/redis_clients.py), and the dedup store is Redis unless DEDUP_BACKEND says
-# otherwise. PostgreSQL's unique constraint stays the authority.
-DEDUP_SHARDS = env_list("DEDUP_SHARDS", "")
-if DEDUP_SHARDS:
-    parse_seeds(DEDUP_SHARDS)  # a malformed seed fails at start
-    if not env_str("DEDUP_BACKEND", ""):
-        DEDUP_BACKEND = "redis"
