@@ -93,6 +93,14 @@ def slots_of(seed_port: int) -> dict[int, int]:
     return counts
 
 
+def slot_map(seed_port: int) -> dict[int, int]:
+    """Each slot's master (by port)."""
+    owners: dict[int, int] = {}
+    for start, end, master, *_ in node_client(seed_port).execute_command("CLUSTER SLOTS"):
+        owners.update(dict.fromkeys(range(start, end + 1), int(master[1])))
+    return owners
+
+
 @dataclass
 class ThrowawayCluster:
     """Masters without replicas on free loopback ports, data under ``root``; no persistence."""
