@@ -36,7 +36,7 @@ from apps.pcs import wal
 from apps.pcs.models import PcsRecord
 from apps.pcs.services import pcs_ingest_wal
 from apps.regions import storage
-from apps.regions.models import DivergenceStatus, ReplayedChunk, Settlement
+from apps.regions.models import DivergenceStatus, Settlement
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger("flk.regions")
@@ -363,21 +363,30 @@ def final_outcome(*, tenant: Tenant, pcs_id: str) -> int | None:
 
 
 def _replay_from_chunks(peer: str, tenant: Tenant, item: Item) -> bool:
-    """Find the request of a PCS this region lacks in the peer's chunks and decide it; True if decided."""
+    """Find the request of a PCS this region lacks in the peer's shipped chunks and decide it.
+
+    The peer's manifest says which chunks hold requests received around the PCS's receive time; a
+    chunk is read only once its SHA-256 matches its manifest entry. True when the PCS got decided.
+    """
     received = parse_datetime(item[3])
-    chunks = ReplayedChunk.objects.filter(source_region=peer).order_by("-seq")
-    if received is not None:
-        chunks = chunks.filter(first_byte_at__lte=received)
-    for chunk in chunks[:CHUNK_SEARCH_LIMIT]:
+    bucket = settings.REGION_BUCKET
+    keys = storage.list_keys(bucket, storage.manifest_prefix(peer))
+    for key in reversed(keys[-CHUNK_SEARCH_LIMIT:]):
+        entry = json.loads(storage.get(bucket, key).body)
+        first, last = entry.get("first_byte_at"), entry.get("last_byte_at")
+        if (
+            received is None
+            or first is None
+            or not (parse_datetime(first) <= received <= parse_datetime(last))
+        ):
+            continue
         try:
-            body = storage.get(settings.REGION_BUCKET, chunk.key).body
+            body = storage.get(bucket, entry["key"]).body
         except storage.ObjectMissing:
             continue
-        if storage.sha256_hex(body) != chunk.sha256:
-            continue  # never replay what fails its checksum
-        start = int(chunk.key.rsplit("/", 1)[1].split("-")[0])
-        segment = chunk.key.split("/")[-2] + ".wal"
-        for record in wal.decode_frames(segment, start, body):
+        if storage.sha256_hex(body) != entry["sha256"]:
+            continue  # never replay what fails its checksum (the reader stops the source for it)
+        for record in wal.decode_frames(entry["segment"], entry["start"], body):
             if isinstance(record, wal.WalRequest) and item[0].encode() in record.body:
                 result = pcs_ingest_wal(request=record)
                 return result.status not in (409, 503)
