@@ -26,6 +26,7 @@ from cryptography.fernet import Fernet
 
 from flk_project.celery import app
 from tasks.base import TASK_QUEUES
+from tests.support.nginx import nginx_binary
 from tests.support.servers import ROOT
 
 COMPOSE_DIR = ROOT / "deployments/compose"
@@ -217,6 +218,29 @@ def test_nginx_renders_the_shipped_template_for_web(one_region):
     assert one_region["services"]["web"]["environment"]["PROXY_CLIENT_IP_HEADER"] == "X-Real-IP"
     # conf.d is a tmpfs: the image's default server is not there to answer before FLK's.
     assert "/etc/nginx/conf.d" in nginx["tmpfs"]
+
+
+@pytest.mark.parametrize("service", ["nginx", "nginx-b"])
+def test_nginx_accepts_the_configuration_the_container_renders(service, two_regions, tmp_path):
+    environment = dict(two_regions["services"][service]["environment"])
+    # As the nginx image's envsubst does: only the container's variables, nginx's own left alone.
+    # nginx -t resolves upstream names, and `web` exists only inside the Compose network.
+    environment["FLK_UPSTREAM"] = "127.0.0.1:8000"
+    template = (ROOT / "deployments/nginx/flk.conf.template").read_text()
+    (tmp_path / "flk.conf").write_text(PLACEHOLDER.sub(lambda m: str(environment[m.group(1)]), template))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {tmp_path}/body;\n"
+        f"  proxy_temp_path {tmp_path}/proxy;\n  include {tmp_path}/flk.conf;\n}}\n"
+    )
+    done = subprocess.run(
+        [nginx_binary(), "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "listen 8080;" in (tmp_path / "flk.conf").read_text()
 
 
 def test_named_volumes_hold_the_state_and_web_shares_its_wal(one_region):
