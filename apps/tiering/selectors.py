@@ -86,12 +86,15 @@ def _hot(tenant: Tenant) -> tuple[int | None, int | None, bool]:
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.STORE_TIMEOUT_SECONDS)
     count = size = 0
     try:
-        # The key format of apps.pcs.dedup.RedisDedupStore.
+        # The key formats of apps.pcs.dedup.RedisDedupStore: flk:dedup:{<tenant>:<pcs_id>} (hash tag,
+        # for Redis Cluster) and the earlier flk:dedup:<tenant>:<pcs_id>. One node only: on a cluster
+        # this counts the node REDIS_URL names.
         keys: list[bytes] = []
-        for key in client.scan_iter(match=f"flk:dedup:{tenant.pk}:*", count=1000):
-            keys.append(key)
-            if len(keys) >= HOT_SCAN_LIMIT:
-                break
+        for pattern in (f"flk:dedup:{{{tenant.pk}:*", f"flk:dedup:{tenant.pk}:*"):
+            for key in client.scan_iter(match=pattern, count=1000):
+                keys.append(key)
+                if len(keys) >= HOT_SCAN_LIMIT:
+                    break
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.strlen(key)
