@@ -264,6 +264,15 @@ def test_prometheus_and_grafana_read_the_repository_s_observability_files(one_re
     grafana = volume_sources(one_region["services"]["grafana"])
     assert grafana["/etc/grafana/provisioning"] == str(ROOT / "deployments/grafana/provisioning")
     assert grafana["/var/lib/grafana/dashboards"] == str(ROOT / "deployments/grafana/dashboards")
+    # What the provisioning files expect of the container: their ${VARIABLES} set, the dashboard
+    # provider's path where the dashboards are mounted.
+    environment = one_region["services"]["grafana"]["environment"]
+    for path in sorted((ROOT / "deployments/grafana/provisioning").rglob("*.y*ml")):
+        text = path.read_text()
+        for variable in PLACEHOLDER.findall(text):
+            assert variable in environment, f"{path.name} needs {variable} in grafana's environment"
+        for provider in (yaml.safe_load(text) or {}).get("providers", []):
+            assert provider["options"]["path"] in grafana, f"{path.name}: {provider['options']['path']}"
     # The scrape target and the exporters deployments/prometheus/prometheus.yml names are services here.
     config = ROOT / "deployments/prometheus/prometheus.yml"
     if config.exists():
