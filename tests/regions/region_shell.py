@@ -20,7 +20,7 @@ ANSWER = "@@answer "
 
 
 def serve() -> None:
-    """Answer ``["crr", "pull"]``-style commands (and ``["reset"]``) until stdin closes."""
+    """Answer ``["crr", "pull"]``-style commands, ``["reset"]`` and ``["exec", code]`` until stdin closes."""
     print(READY, flush=True)
     for line in sys.stdin:
         argv = json.loads(line)
@@ -29,6 +29,10 @@ def serve() -> None:
                 caches.reset_all()
                 connections.close_all()
                 out: object = {"reset": True}
+            elif argv[0] == "exec":  # test set-up in region B: the code sets ``result``
+                namespace: dict[str, object] = {}
+                exec(argv[1], namespace)
+                out = namespace.get("result")
             else:
                 buffer = io.StringIO()
                 call_command(*argv, stdout=buffer)
