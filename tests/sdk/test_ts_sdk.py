@@ -11,6 +11,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -70,14 +71,43 @@ def ts_tarball() -> Path:
     """``npm pack`` of the SDK into a temporary directory."""
     ts_build()
     out = Path(tempfile.mkdtemp(prefix="flk-ts-pack-"))
-    done = run([_npm(), "pack", "--json", "--pack-destination", str(out)], SDK_TS)
+    # --ignore-scripts: ts_build() has compiled already; the prepack script would run tsc again.
+    done = run([_npm(), "pack", "--json", "--ignore-scripts", "--pack-destination", str(out)], SDK_TS)
     filename = json.loads(done.stdout)[0]["filename"]
     return out / filename
 
 
+DOC = ROOT / "docs/sdk-typescript.md"
+
+
+def doc_example(doc: Path, fence: str) -> str:
+    """The first code block of the given language under '## Example' in a doc."""
+    section = doc.read_text("utf-8").split("## Example", 1)[1]
+    match = re.search(rf"```{fence}\n(.*?)```", section, re.S)
+    assert match, f"no ```{fence} block under ## Example in {doc}"
+    return match.group(1)
+
+
+def _check_import_source() -> str:
+    vectors = json.loads((ROOT / "sdk/testdata/golden/vectors.json").read_text("utf-8"))
+    return (
+        'import { computePcsId, FractalLBAClient, HmacSigner, payloadDigest, type PCS } from "flk-sdk";\n'
+        f"const input = {json.dumps(vectors['cases'][0]['input'])};\n"
+        "const id: string = computePcsId(input.merkle_root, input.epoch, input.shard_id);\n"
+        f"const signer = new HmacSigner({json.dumps(vectors['hmac_secret_utf8'])});\n"
+        "const sig: string = signer.sign(payloadDigest(input));\n"
+        'const client = new FractalLBAClient({ baseURL: "http://127.0.0.1:9", tenantID: "t", '
+        'signingKey: "k", signingAlg: "hmac" });\n'
+        "const typed: Pick<PCS, 'epoch'> = { epoch: 1 };\n"
+        "console.log(JSON.stringify({ id, sig, base: client.baseURL, epoch: typed.epoch }));\n"
+    )
+
+
 @functools.cache
 def ts_consumer_project() -> Path:
-    """A temporary npm project with the packed SDK installed, as a user would install it."""
+    """A temporary npm project with the packed SDK installed, as a user would install it, holding two
+    programs compiled (strict) against the package's declarations: ``out/check_import.js`` and
+    ``out/readme_example.js`` (the example of docs/sdk-typescript.md, as written there)."""
     project = Path(tempfile.mkdtemp(prefix="flk-ts-consumer-"))
     (project / "package.json").write_text(
         json.dumps({"name": "consumer", "version": "1.0.0", "private": True})
@@ -94,17 +124,17 @@ def ts_consumer_project() -> Path:
                     "types": ["node"],
                     "typeRoots": [str(SDK_TS / "node_modules/@types")],
                     "outDir": "out",
+                    # The .d.ts files are checked where tsc wrote them; here only their use is.
+                    "skipLibCheck": True,
                 },
                 "include": ["*.ts"],
             }
         )
     )
-    return project
-
-
-def compile_consumer(project: Path) -> None:
-    """Type-check and compile the consumer project's .ts files against the installed package."""
+    (project / "check_import.ts").write_text(_check_import_source())
+    (project / "readme_example.ts").write_text(doc_example(DOC, "ts"))
     run([str(TSC), "-p", "tsconfig.json"], project)
+    return project
 
 
 def test_npm_test_passes_with_every_golden_vector():
@@ -130,20 +160,7 @@ def test_npm_pack_holds_the_type_declarations_and_no_tests():
 
 def test_the_packed_sdk_installs_imports_and_type_checks_in_a_fresh_project():
     project = ts_consumer_project()
-    vectors = json.loads((ROOT / "sdk/testdata/golden/vectors.json").read_text("utf-8"))
-    case = vectors["cases"][0]
-    (project / "check_import.ts").write_text(
-        'import { computePcsId, FractalLBAClient, HmacSigner, payloadDigest, type PCS } from "flk-sdk";\n'
-        f"const input = {json.dumps(case['input'])};\n"
-        "const id: string = computePcsId(input.merkle_root, input.epoch, input.shard_id);\n"
-        f"const signer = new HmacSigner({json.dumps(vectors['hmac_secret_utf8'])});\n"
-        "const sig: string = signer.sign(payloadDigest(input));\n"
-        'const client = new FractalLBAClient({ baseURL: "http://127.0.0.1:9", tenantID: "t", '
-        'signingKey: "k", signingAlg: "hmac" });\n'
-        "const typed: Pick<PCS, 'epoch'> = { epoch: 1 };\n"
-        "console.log(JSON.stringify({ id, sig, base: client.baseURL, epoch: typed.epoch }));\n"
-    )
-    compile_consumer(project)
+    case = json.loads((ROOT / "sdk/testdata/golden/vectors.json").read_text("utf-8"))["cases"][0]
     done = run(["node", "out/check_import.js"], project)
     assert json.loads(done.stdout) == {
         "id": case["input"]["pcs_id"],

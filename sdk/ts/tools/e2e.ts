@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     const again = await client.submitPCS(accepted);
     out["replayed"] = { status: again.status, replayed: again.replayed, body_equal: JSON.stringify(again.body) === JSON.stringify(first.body) };
     const off = pcsFor(epoch + 1);
-    off.D_hat += 0.5;
+    off.D_hat -= 0.5; // outside the 0.15 tolerance (above would break d ≤ len(v_star))
     const escalated = await client.submitPCS(off);
     out["escalated"] = { status: escalated.status, escalated: escalated.escalated, reason: escalated.reason };
     const tampered = client.signPCS(pcsFor(epoch + 2));

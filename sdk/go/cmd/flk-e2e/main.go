@@ -76,7 +76,7 @@ func main() {
 		b, _ := json.Marshal(again.Body)
 		out["replayed"] = map[string]any{"status": again.Status, "replayed": again.Replayed, "body_equal": string(a) == string(b)}
 		off := pcsFor(epoch + 1)
-		off.DHat += 0.5
+		off.DHat -= 0.5 // outside the 0.15 tolerance (above would break d ≤ len(v_star))
 		escalated, err := client.SubmitPCS(ctx, off)
 		if err != nil {
 			panic(err)
@@ -95,7 +95,7 @@ func main() {
 	case "ratelimit":
 		var subs []any
 		for i := uint64(0); i < 3; i++ {
-			retries = nil
+			retries = []map[string]any{}
 			started := time.Now()
 			res, err := client.SubmitPCS(ctx, pcsFor(epoch+i))
 			var item map[string]any
