@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from redis.cluster import RedisCluster
 
@@ -17,6 +18,7 @@ from apps.tenants import ratelimit
 from apps.tenants.models import AuthFailureDay, Tenant
 from apps.tenants.ratelimit import RateLimiter, auth_failure_days_flush, get_auth_failure_limiter
 from apps.tenants.services import tenant_create, tenant_set_limits
+from flk_project.redis_clients import parse_seeds
 from tests.cluster.support import node_client, slot_owner
 
 
@@ -155,3 +157,17 @@ def test_readyz_reports_the_clusters_masters_and_slots(sharded):
     cluster = body["redis_cluster"]
     assert (cluster["masters"], cluster["masters_down"]) == (3, [])
     assert cluster["slots_served"] == cluster["slots_total"] == 16384
+
+
+@pytest.mark.parametrize("seed", ["127.0.0.1", "127.0.0.1:", ":7001", "127.0.0.1:70x1", "h:0", "h:65536"])
+def test_a_malformed_seed_is_refused_at_start(seed):
+    with pytest.raises(ImproperlyConfigured, match="DEDUP_SHARDS"):
+        parse_seeds(["127.0.0.1:7001", seed])
+
+
+def test_seeds_parse_to_hosts_and_ports():
+    assert parse_seeds(["127.0.0.1:7001", " redis-a.internal:6379 ", "[::1]:7002"]) == [
+        ("127.0.0.1", 7001),
+        ("redis-a.internal", 6379),
+        ("::1", 7002),
+    ]
