@@ -12,6 +12,7 @@ from datetime import timedelta
 import dj_database_url
 
 from flk_project.env import BASE_DIR, env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
+from flk_project.redis_clients import parse_seeds
 
 VAR_DIR = env_path("FLK_VAR_DIR", BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -260,3 +261,14 @@ TIER_TEST_PAUSE_FILE = env_str("TIER_TEST_PAUSE_FILE", "")
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
 from flk_project.settings.observability import *  # noqa: E402,F403
+
+# Sharded hot store (docs/configuration.md, "Sharded dedup"; docs/runbooks/shard-migration.md): seed
+# nodes (host:port,...) of a Redis Cluster. When set, the dedup store, the rate limiter, the failed-
+# authentication limiter and the anomaly history use redis-py's cluster client on it instead of
+# REDIS_URL (flk_project/redis_clients.py), and the dedup store is Redis unless DEDUP_BACKEND says
+# otherwise. PostgreSQL's unique constraint stays the authority.
+DEDUP_SHARDS = env_list("DEDUP_SHARDS", "")
+if DEDUP_SHARDS:
+    parse_seeds(DEDUP_SHARDS)  # a malformed seed fails at start
+    if not env_str("DEDUP_BACKEND", ""):
+        DEDUP_BACKEND = "redis"
