@@ -14,7 +14,6 @@ import math
 import os
 import random
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from flk_agent.merkle import merkle_root
 from flk_agent.pcs import compute_pcs_id, payload_digest, signing_payload
 from flk_agent.signing import Ed25519Signer, HmacSigner
 from tests.sdk.test_go_sdk import SDK_GO, go, go_binary, go_env
-from tests.sdk.test_ts_sdk import doc_example, run, ts_build, ts_consumer_project
+from tests.sdk.test_ts_sdk import doc_example, run, temp_dir, ts_build, ts_consumer_project
 from tests.support.servers import gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,7 +222,7 @@ def run_doc_example(language: str, *, url: str, tenant: str, key: str) -> str:
     env = {**os.environ, "FLK_URL": url, "FLK_TENANT": tenant, "FLK_KEY": key}
     if language == "ts":
         return run(["node", "out/readme_example.js"], ts_consumer_project(), env=env).stdout
-    module = Path(tempfile.mkdtemp(prefix="flk-go-example-"))
+    module = temp_dir("flk-go-example-")
     (module / "go.mod").write_text(
         f"module example\n\ngo 1.19\n\nrequire flk v0.0.0\n\nreplace flk => {SDK_GO}\n"
     )

@@ -7,6 +7,7 @@ output). ``ts_build`` and ``ts_consumer_project`` run once per session; the cros
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import functools
 import hashlib
@@ -46,6 +47,13 @@ def build_lock(directory: Path) -> Iterator[None]:
         yield
 
 
+def temp_dir(prefix: str) -> Path:
+    """A temporary directory removed when the test session's process exits."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def _npm() -> str:
     npm = shutil.which("npm")
     if npm is None:
@@ -70,7 +78,7 @@ def ts_build() -> Path:
 def ts_tarball() -> Path:
     """``npm pack`` of the SDK into a temporary directory."""
     ts_build()
-    out = Path(tempfile.mkdtemp(prefix="flk-ts-pack-"))
+    out = temp_dir("flk-ts-pack-")
     # --ignore-scripts: ts_build() has compiled already; the prepack script would run tsc again.
     done = run([_npm(), "pack", "--json", "--ignore-scripts", "--pack-destination", str(out)], SDK_TS)
     filename = json.loads(done.stdout)[0]["filename"]
@@ -108,7 +116,7 @@ def ts_consumer_project() -> Path:
     """A temporary npm project with the packed SDK installed, as a user would install it, holding two
     programs compiled (strict) against the package's declarations: ``out/check_import.js`` and
     ``out/readme_example.js`` (the example of docs/sdk-typescript.md, as written there)."""
-    project = Path(tempfile.mkdtemp(prefix="flk-ts-consumer-"))
+    project = temp_dir("flk-ts-consumer-")
     (project / "package.json").write_text(
         json.dumps({"name": "consumer", "version": "1.0.0", "private": True})
     )
