@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString, mark_safe
 OUTCOMES = (("accepted", "#2e7d32"), ("escalated", "#f9a825"), ("rejected", "#c62828"))
 BAR_COLOUR = "#417690"  # the admin's own blue
 FULL_COLOUR = "#c62828"
+UNLIMITED_COLOUR = "#78909c"
 
 
 def _n(value: float) -> str:
@@ -66,8 +67,8 @@ def stacked_columns(
                     title,
                 )
             )
-    # Grid and y labels at 0, half and the top.
-    for fraction in (0.0, 0.5, 1.0):
+    # Grid and y labels at 0, the top, and half of it when that is a whole number (these are counts).
+    for fraction in (0.0, 0.5, 1.0) if top % 2 == 0 else (0.0, 1.0):
         y = top_pad + plot_h * (1 - fraction)
         value = top * fraction
         parts.append(
@@ -83,16 +84,19 @@ def stacked_columns(
                 f"{value:g}",
             )
         )
-    # x labels: first, middle and last bucket.
-    for i in sorted({0, len(buckets) // 2, len(buckets) - 1}):
+    # x labels: first, middle and last bucket (the ends anchored inwards, so they are not cut off).
+    last = len(buckets) - 1
+    for i in sorted({0, len(buckets) // 2, last}):
         if i < 0:
             continue
         x = left + i * slot + slot / 2
+        anchor = "start" if i == 0 and last > 0 else "end" if i == last and last > 0 else "middle"
         parts.append(
             format_html(
-                '<text x="{}" y="{}" text-anchor="middle" class="axis">{}</text>',
-                _n(x),
+                '<text x="{}" y="{}" text-anchor="{}" class="axis">{}</text>',
+                _n(left + i * slot if anchor == "start" else left + (i + 1) * slot if anchor == "end" else x),
                 height - 6,
+                anchor,
                 f"{buckets[i]:{label_format}}",
             )
         )
@@ -105,21 +109,24 @@ def stacked_columns(
     )
 
 
-def hbars(rows: Sequence[tuple[str, int, int | None, str]], *, width: int = 520) -> SafeString:
+def hbars(
+    rows: Sequence[tuple[str, int, int | None, str]], *, width: int = 520, unlimited_colour: str = BAR_COLOUR
+) -> SafeString:
     """Horizontal bars: (label, value, limit or None, text shown at the bar's end).
 
-    With a limit the bar is the share of it (red from 90 %); without, bars are scaled to the largest value.
+    With a limit the bar is the share of it (red from 90 %); without, a bar of ``unlimited_colour`` on
+    the scale of the largest value or limit in the chart.
     """
     if not rows:
         return format_html('<p class="empty">{}</p>', "nothing to show")
     row_h, label_w, text_w = 22, 150, 150
     plot_w = width - label_w - text_w
-    largest = max((v for _, v, limit, _ in rows if limit is None), default=0) or 1
+    largest = max(max(v, limit or 0) for _, v, limit, _ in rows) or 1
     parts: list[SafeString] = []
     for i, (label, value, limit, text) in enumerate(rows):
         y = i * row_h + 4
         share = min(1.0, value / limit) if limit else value / largest
-        colour = FULL_COLOUR if limit and value >= 0.9 * limit else BAR_COLOUR
+        colour = (FULL_COLOUR if value >= 0.9 * limit else BAR_COLOUR) if limit else unlimited_colour
         parts.append(
             format_html(
                 '<text x="{}" y="{}" text-anchor="end" class="label">{}</text>'

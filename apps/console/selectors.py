@@ -82,9 +82,10 @@ def decisions_over_time(
         .annotate(bucket=Trunc("decided_at", unit, tzinfo=UTC))
         .values("tenant_id", "bucket")
         .annotate(
-            accepted=Count("pk", filter=Q(accepted=True)),
-            escalated=Count("pk", filter=Q(escalated=True)),
-            rejected=Count("pk", filter=Q(accepted=False, escalated=False)),
+            # Not named like the model's fields: a filter would read the annotation instead.
+            n_accepted=Count("pk", filter=Q(accepted=True)),
+            n_escalated=Count("pk", filter=Q(escalated=True)),
+            n_rejected=Count("pk", filter=Q(accepted=False, escalated=False)),
         )
     )
     per_tenant: dict[int, list[list[int]]] = {}
@@ -93,7 +94,7 @@ def decisions_over_time(
         if i is None:
             continue
         counts = per_tenant.setdefault(row["tenant_id"], [[0, 0, 0] for _ in buckets])
-        counts[i] = [row["accepted"], row["escalated"], row["rejected"]]
+        counts[i] = [row["n_accepted"], row["n_escalated"], row["n_rejected"]]
     tenants = Tenant.objects.filter(pk__in=per_tenant).order_by("slug")
     return buckets, [TenantDecisions(t.slug, t.name, per_tenant[t.pk]) for t in tenants]
 

@@ -58,7 +58,8 @@ def console(request: HttpRequest) -> HttpResponse:
                 else f"{q.used} (no quota)",
             )
             for q in quotas
-        ]
+        ],
+        unlimited_colour=charts.UNLIMITED_COLOUR,  # a tenant without a quota: a count, not a share
     )
     backlog = selectors.backlogs()
     slugs = sorted(set(backlog.review) | set(backlog.audit) | set(backlog.dead_letters))
@@ -81,6 +82,8 @@ def console(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Operator console",
+        # The whole width for the charts; the admin's app list is one click away (Home).
+        "is_nav_sidebar_enabled": False,
         "now": now,
         "ranges": [(key, label) for key, (_, _, label) in selectors.RANGES.items()],
         "range_key": range_key,

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from apps.audit.admin import SHORT_TEXT_CHARS, json_html, short_html, tenant_label
+from apps.audit.admin import SHORT_TEXT_CHARS, json_html, short_html, tenant_html, when
 from apps.audit.models import AuditEntry
 from apps.pcs.models import PcsRecord, QuarantinedRequest
 from apps.pcs.quarantine import quarantined_retry
@@ -16,6 +16,8 @@ from apps.pcs.selectors import pcs_audit_history, pcs_review_status
 from flk_project.admin_readonly import ReadOnlyModelAdmin
 
 # Outcome colours, as in the operator console.
+# Characters of a shard id the list shows (the whole id is in the tooltip and on the change page).
+SHORT_SHARD_CHARS = 16
 OUTCOME_COLOURS = {"accepted": "#2e7d32", "escalated": "#b26a00", "rejected": "#c62828"}
 
 
@@ -25,12 +27,10 @@ class PcsRecordAdmin(ReadOnlyModelAdmin):
         "short_pcs_id",
         "tenant_name",
         "outcome",
-        "status_code",
         "short_reason",
-        "shard_id",
-        "epoch",
-        "policy_version",
-        "decided_at",
+        "shard_epoch",
+        "policy",
+        "decided",
     )
     list_filter = ("status_code", "escalated", "tenant", "policy_version")
     list_select_related = ("tenant",)
@@ -67,13 +67,27 @@ class PcsRecordAdmin(ReadOnlyModelAdmin):
         return short_html(record.pcs_id)
 
     @admin.display(description="tenant", ordering="tenant__slug")
-    def tenant_name(self, record: PcsRecord) -> str:
-        return tenant_label(record.tenant)
+    def tenant_name(self, record: PcsRecord) -> SafeString:
+        return tenant_html(record.tenant)
 
     @admin.display(description="outcome", ordering="status_code")
     def outcome(self, record: PcsRecord) -> SafeString:
         name = "accepted" if record.accepted else "escalated" if record.escalated else "rejected"
-        return format_html('<strong style="color: {}">{}</strong>', OUTCOME_COLOURS[name], name)
+        return format_html(
+            '<strong style="color: {}">{}</strong> {}', OUTCOME_COLOURS[name], name, record.status_code
+        )
+
+    @admin.display(description="shard / epoch", ordering="shard_id")
+    def shard_epoch(self, record: PcsRecord) -> SafeString:
+        return format_html("{} / {}", short_html(record.shard_id, SHORT_SHARD_CHARS), record.epoch)
+
+    @admin.display(description="policy", ordering="policy_version")
+    def policy(self, record: PcsRecord) -> str:
+        return record.policy_version
+
+    @admin.display(description="decided (UTC)", ordering="decided_at")
+    def decided(self, record: PcsRecord) -> str:
+        return when(record.decided_at)
 
     @admin.display(description="reason")
     def short_reason(self, record: PcsRecord) -> SafeString:

@@ -356,11 +356,11 @@ class ApiTokenAdmin(ReadOnlyModelAdmin):
         "prefix",
         "name",
         "tenant_name",
-        "scope",
+        "scope_code",
         "state",
         "created_by",
-        "created_at",
-        "revoked_at",
+        "created",
+        "revoked",
     )
     list_filter = ("scope", ("revoked_at", admin.EmptyFieldListFilter), "tenant")
     list_select_related = ("tenant",)
@@ -371,6 +371,18 @@ class ApiTokenAdmin(ReadOnlyModelAdmin):
     @admin.display(description="tenant", ordering="tenant__slug")
     def tenant_name(self, token: ApiToken) -> str:
         return f"{token.tenant.name} ({token.tenant.slug})"
+
+    @admin.display(description="scope", ordering="scope")
+    def scope_code(self, token: ApiToken) -> str:
+        return token.scope
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, token: ApiToken) -> str:
+        return f"{token.created_at:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="revoked (UTC)", ordering="revoked_at")
+    def revoked(self, token: ApiToken) -> str:
+        return f"{token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "-"
 
     @admin.display(description="state")
     def state(self, token: ApiToken) -> str:

@@ -66,6 +66,8 @@ def test_operator_creates_rotates_issues_token_and_sees_usage(page: Page, live_s
     assert new_secret != secret and SigningKey.objects.filter(tenant__slug="wayne").count() == 2
 
     run_action(page, "wayne", "issue_api_token")
+    expect(page.locator("h1")).to_contain_text("Issue API tokens")  # name and scope are chosen first
+    page.get_by_role("button", name="Issue").click()
     expect(page.locator("h1")).to_contain_text("New API tokens")
     token = page.locator("code.shown-once").inner_text()
     shot(page, "4-token-issued")
