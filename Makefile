@@ -46,6 +46,7 @@ bench: venv services
 	$(BIN)/python -m bench.audit_append_bench
 	$(BIN)/python -m bench.policy_bench
 	$(BIN)/python -m bench.report_bench
+	$(BIN)/python -m bench.region_bench
 	BENCH_TIER_RECORDS=1000000 $(BIN)/python -m bench.tier_bench
 
 loadtest: venv services
