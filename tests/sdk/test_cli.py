@@ -129,7 +129,15 @@ def test_submit_batch_delivers_a_directory_in_batches(
     assert report["outbox"] == {"pending": 0, "acked": 120, "dead": 1}
     assert PcsRecord.objects.count() == 120
     dead = [r for r in report["results"] if r["outcome"] == "dead"]
-    assert dead == [{"pcs_id": bad["pcs_id"], "status": 401, "outcome": "dead"}]
+    assert dead == [
+        {
+            "pcs_id": bad["pcs_id"],
+            "status": 401,
+            "outcome": "dead",
+            "reason": "invalid_signature",
+            "detail": "the signature does not verify",
+        }
+    ]
     code, text = run(capsys, "submit", str(folder / "001.json"), "--url", live_server.url, "--outbox", outbox)
     assert code == 0 and "replayed" in text and "in 1 request;" in text
 
