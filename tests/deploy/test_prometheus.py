@@ -297,7 +297,18 @@ def _start_prometheus(config: Path, data: Path) -> tuple[subprocess.Popen, str, 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return proc, f"http://127.0.0.1:{port}", log
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:  # Prometheus answers 503 until its storage and rules are loaded
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                return proc, url, log
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_group(proc)
+            raise AssertionError(f"prometheus did not start:\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.2)
 
 
 def _query(url: str, expr: str) -> list[dict]:
