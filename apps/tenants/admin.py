@@ -320,7 +320,7 @@ class TenantAdmin(admin.ModelAdmin):
                 },
             )
         name = (request.POST.get("token_name") or "").strip()[:100] or default_name
-        scope = request.POST.get("scope", "")
+        scope = request.POST.get("scope") or ApiToken.SCOPE_READ
         rows = []
         for tenant in tenants:
             try:

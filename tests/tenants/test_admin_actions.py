@@ -65,17 +65,31 @@ def test_rotate_asks_for_confirmation_then_shows_the_new_secret(staff, tenant):
 
 
 def test_issue_token_and_deactivate(staff, tenant):
+    # The action asks for the token's name and scope first; nothing is issued until confirmed.
+    ask = staff.post("/admin/tenants/tenant/", {"action": "issue_api_token", "_selected_action": [tenant.pk]})
+    assert b'name="scope"' in ask.content and not ApiToken.objects.exists()
     page = staff.post(
-        "/admin/tenants/tenant/", {"action": "issue_api_token", "_selected_action": [tenant.pk]}
+        "/admin/tenants/tenant/",
+        {
+            "action": "issue_api_token",
+            "_selected_action": [tenant.pk],
+            "confirm": "Issue",
+            "token_name": "grafana",
+            "scope": "review",
+        },
     )
     [token] = _shown_once(page)
-    assert ApiToken.objects.get(tenant=tenant).prefix == token[:10]
+    issued = ApiToken.objects.get(tenant=tenant)
+    assert (issued.prefix, issued.name, issued.scope) == (token[:10], "grafana", "review")
     staff.post("/admin/tenants/tenant/", {"action": "deactivate", "_selected_action": [tenant.pk]})
     assert not Tenant.objects.get(pk=tenant.pk).active
 
 
 def test_keys_and_tokens_are_read_only_after_creation(staff, tenant):
-    staff.post("/admin/tenants/tenant/", {"action": "issue_api_token", "_selected_action": [tenant.pk]})
+    staff.post(
+        "/admin/tenants/tenant/",
+        {"action": "issue_api_token", "_selected_action": [tenant.pk], "confirm": "Issue"},
+    )
     token = ApiToken.objects.get(tenant=tenant)
     assert staff.get("/admin/tenants/apitoken/add/").status_code == 403
     assert staff.post(f"/admin/tenants/apitoken/{token.pk}/change/", {"name": "x"}).status_code == 403
