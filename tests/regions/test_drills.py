@@ -5,6 +5,7 @@ functional outcomes are asserted: nothing lost, nothing decided twice, divergenc
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -21,6 +22,9 @@ from tests.regions.support import Region, crr_worker, p95, wait_for
 from tests.support.servers import gunicorn, kill_group, run_manage
 from tests.support.tcp_proxy import TcpProxy
 
+# How long the partition lasts. The test keeps it short; the full drill of the runbook is
+# CRR_DRILL_PARTITION_SECONDS=120 pytest tests/regions/test_drills.py -k partition -s
+PARTITION_SECONDS = float(os.environ.get("CRR_DRILL_PARTITION_SECONDS", "8"))
 FAST_RETRIES = RetryPolicy(base_seconds=0.05, cap_seconds=0.5, max_attempts=200)
 AGENT_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 
@@ -223,19 +227,20 @@ def test_partition_both_regions_write_then_heal_to_one_outcome_each(
                 "policy_activate(policy=p, actor='ops@b')\nresult = p.version",
             )
             time.sleep(2)  # B's gunicorn workers drop their cached policy (TENANT_CACHE_SECONDS)
-            sent = {"a": [], "b": [], "both": []}
+            sent: dict[str, list[str]] = {"a": [], "b": [], "both": []}
+            targets = {"a": [server_a.url], "b": [server_b.url], "both": [server_b.url, server_a.url]}
+            deadline = time.monotonic() + PARTITION_SECONDS
             with httpx.Client(timeout=5) as client:
-                for i in range(30):
+                i = 0
+                while time.monotonic() < deadline:  # agents write to both sides while it lasts
                     pcs = pcs_factory(epoch=7_000_000 + i)
                     where = ("a", "b", "both")[i % 3]
-                    urls = {"a": [server_a.url], "b": [server_b.url], "both": [server_b.url, server_a.url]}[
-                        where
-                    ]
-                    for url in urls:  # "both": B first, so B received it earlier
+                    for url in targets[where]:  # "both": B first, so B received it earlier
                         answer = client.post(f"{url}/v1/pcs/submit", content=json.dumps(pcs))
                         assert answer.status_code in (200, 202)
                     sent[where].append(pcs["pcs_id"])
-            time.sleep(3)  # the partition lasts a few ship intervals
+                    i += 1
+                    time.sleep(0.1)
             assert not set(sent["a"]) & set(b.decided()) and not set(sent["b"]) & set(a.decided())
             proxy_a.restore()
             proxy_b.restore()
@@ -249,8 +254,8 @@ def test_partition_both_regions_write_then_heal_to_one_outcome_each(
     entries_a = {p for (p,) in a.query("SELECT pcs_id FROM audit_auditentry WHERE kind = 'reconciliation'")}
     entries_b = {p for (p,) in b.query("SELECT pcs_id FROM audit_auditentry WHERE kind = 'reconciliation'")}
     print(
-        f"\npartition: {len(everything)} PCS ({len(sent['both'])} sent to both); replicated "
-        f"{healed:.1f} s after healing; {len(conflicts_a)} conflicts settled, "
+        f"\npartition of {PARTITION_SECONDS:.0f} s: {len(everything)} PCS ({len(sent['both'])} to both); "
+        f"replicated {healed:.1f} s after healing; {len(conflicts_a)} conflicts settled, "
         f"divergence 0 after {rounds} round(s)"
     )
     assert {p: finals_a[p] for p in everything} == {p: finals_b[p] for p in everything}
