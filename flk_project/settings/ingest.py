@@ -85,11 +85,13 @@ WAL_RETENTION_DAYS = env_float("WAL_RETENTION_DAYS", 14.0)
 # Records younger than this are left to the request that wrote them; older ones are re-run.
 WAL_REPLAY_GRACE_SECONDS = env_float("WAL_REPLAY_GRACE_SECONDS", 60.0)
 
+# A Redis Cluster (DEDUP_SHARDS, parsed in base.py) serves the hot store as well as one node does.
+_REDIS_CONFIGURED = bool(REDIS_URL or env_str("DEDUP_SHARDS"))
 DEDUP_BACKEND = env_choice(
-    "DEDUP_BACKEND", "redis" if REDIS_URL else "database", ("database", "redis", "memory")
+    "DEDUP_BACKEND", "redis" if _REDIS_CONFIGURED else "database", ("database", "redis", "memory")
 )
-if DEDUP_BACKEND == "redis" and not REDIS_URL:
-    raise ImproperlyConfigured("DEDUP_BACKEND=redis needs REDIS_URL")
+if DEDUP_BACKEND == "redis" and not _REDIS_CONFIGURED:
+    raise ImproperlyConfigured("DEDUP_BACKEND=redis needs REDIS_URL or DEDUP_SHARDS")
 DEDUP_TTL_SECONDS = env_int("DEDUP_TTL_SECONDS", 14 * 24 * 3600)
 # A claim older than this is treated as abandoned by a crashed request and may be taken over.
 DEDUP_CLAIM_TIMEOUT_SECONDS = env_float("DEDUP_CLAIM_TIMEOUT_SECONDS", 30.0)
