@@ -12,7 +12,8 @@ For a differing cell and digit, both regions publish the cell's decided set (``d
 drills down with the other's (only when it matches the digest published with it): a PCS the other
 decided and this region lacks is replayed from the other's chunks (through the reader's path); a PCS
 decided differently in both (a true conflict: another outcome or another signed payload) is settled
-by the earliest receive time (ties: the region id that sorts first) as a ``Settlement`` and a
+by the earliest receive time (then the earliest decision: a replayed copy is decided later) as a
+``Settlement`` and a
 "reconciliation" audit entry with both outcomes, in each region. Records are never rewritten.
 """
 
@@ -45,7 +46,8 @@ MOD = 1 << 256
 RECONCILIATION_KIND = "reconciliation"
 CHUNK_SEARCH_LIMIT = 200  # chunks read when looking for a missing PCS in a peer's WAL
 
-Item = tuple[str, str, int, str, str]  # pcs_id, payload digest, status, received_at, policy version
+# pcs_id, payload digest, status, received_at, policy version, decided_at (ISO 8601)
+Item = tuple[str, str, int, str, str, str]
 
 
 @dataclass
@@ -98,9 +100,15 @@ def decided_set() -> DecidedSet:
     sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     out = DecidedSet()
     rows = PcsRecord.objects.filter(received_at__gte=since).values_list(
-        "tenant__slug", "pcs_id", "payload_digest", "status_code", "received_at", "policy_version"
+        "tenant__slug",
+        "pcs_id",
+        "payload_digest",
+        "status_code",
+        "received_at",
+        "policy_version",
+        "decided_at",
     )
-    for slug, pcs_id, payload, status, received, version in rows.iterator(chunk_size=5000):
+    for slug, pcs_id, payload, status, received, version, decided in rows.iterator(chunk_size=5000):
         final = settled.get((slug, pcs_id))
         f_status, f_payload, f_received = final if final else (status, payload, received)
         cell = f"{slug}|{_bucket(f_received)}"
@@ -108,7 +116,8 @@ def decided_set() -> DecidedSet:
         acc = sums[(cell, digit)]
         acc[0] += 1
         acc[1] = (acc[1] + _leaf(pcs_id, f_payload, f_status, final is not None)) % MOD
-        out.items[(cell, digit)].append((pcs_id, payload, status, received.isoformat(), version))
+        item = (pcs_id, payload, status, received.isoformat(), version, decided.isoformat())
+        out.items[(cell, digit)].append(item)
     for (cell, digit), (count, total) in sums.items():
         out.cells.setdefault(cell, {})[digit] = [count, f"{total:064x}"]
     return out
@@ -286,18 +295,29 @@ def _item(record: PcsRecord) -> Item:
         record.status_code,
         record.received_at.isoformat(),
         record.policy_version,
+        record.decided_at.isoformat(),
     )
 
 
 def settlement_record(*, tenant: Tenant, peer: str, mine: Item, theirs: Item) -> Settlement | None:
-    """Settle one PCS decided in both regions: earliest receive time wins; audited when a true conflict."""
+    """Settle one PCS decided in both regions; audited (in this region) when a true conflict.
+
+    The earliest receive time wins. Equal receive times mean one copy was replayed from the other
+    region's WAL (replay keeps the original receive time): the first decision, the first-hand one,
+    wins; the region id breaks a tie of both.
+    """
     here = settings.REGION_ID
-    candidates = [(parse_datetime(mine[3]), here, mine), (parse_datetime(theirs[3]), peer, theirs)]
-    received, winner, item = min(candidates, key=lambda c: (c[0].astimezone(UTC), c[1]))  # type: ignore[union-attr]
+
+    def order(item: Item, region: str) -> tuple[datetime, datetime, str]:
+        received, decided = parse_datetime(item[3]), parse_datetime(item[5])
+        assert received is not None and decided is not None
+        return received.astimezone(UTC), decided.astimezone(UTC), region
+
+    (received, _, winner), item = min((order(mine, here), mine), (order(theirs, peer), theirs))
     conflict = (mine[1], mine[2]) != (theirs[1], theirs[2])
     details = {
         "pcs_id": mine[0],
-        "rule": "earliest receive time",
+        "rule": "earliest receive time, then earliest decision",
         "winner_region": winner,
         "final_status": item[2],
         "final_payload_digest": item[1],
@@ -307,12 +327,14 @@ def settlement_record(*, tenant: Tenant, peer: str, mine: Item, theirs: Item) ->
                 "payload_digest": mine[1],
                 "received_at": mine[3],
                 "policy_version": mine[4],
+                "decided_at": mine[5],
             },
             peer: {
                 "status": theirs[2],
                 "payload_digest": theirs[1],
                 "received_at": theirs[3],
                 "policy_version": theirs[4],
+                "decided_at": theirs[5],
             },
         },
     }

@@ -70,6 +70,8 @@ def test_missing_and_conflicting_decisions_reconcile_to_one_outcome_audited_in_b
         assert _final(a, pcs_id) == _final(b, pcs_id)
     # The PCS both received: B received it first, so B's outcome (escalated) is final in both.
     assert _final(a, both["pcs_id"]) == 202
+    # Replayed copies keep the receive time: the first-hand decision wins (only_b escalated in B).
+    assert (_final(a, only_a["pcs_id"]), _final(a, only_b["pcs_id"])) == (200, 202)
     settled = Settlement.objects.get(pcs_id=both["pcs_id"])
     assert settled.conflict and settled.winner_region == "b"
     # Records are never rewritten: A's own decision is still there, superseded.

@@ -262,8 +262,10 @@ def test_partition_both_regions_write_then_heal_to_one_outcome_each(
     assert max(a.records_per_pcs().values()) == 1 and max(b.records_per_pcs().values()) == 1
     assert set(sent["both"]) <= conflicts_a  # A accepted what B escalated: true conflicts
     assert entries_a == conflicts_a == entries_b  # each conflict is an audit entry in both regions
-    for pcs_id in sent["both"]:  # B received them first: B's outcome is final everywhere
+    for pcs_id in sent["both"] + sent["b"]:  # B received them first: B's outcome is final everywhere
         assert finals_a[pcs_id] == 202
+    for pcs_id in sent["a"]:  # A decided them first-hand; B's replay came later
+        assert finals_a[pcs_id] == 200
 
 
 _FINAL = (
