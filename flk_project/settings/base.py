@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.webhooks",
     "apps.reports",
     "apps.siem",
+    "apps.regions",
     "apps.console",
 ]
 
@@ -257,6 +258,26 @@ TIER_DEMOTE_RETRY_BACKOFF_SECONDS = env_int("TIER_DEMOTE_RETRY_BACKOFF_SECONDS",
 # deleted) the task writes the step into TIER_TEST_PAUSE_FILE and sleeps, so a test can SIGKILL it.
 TIER_TEST_PAUSE_AFTER = env_str("TIER_TEST_PAUSE_AFTER", "")
 TIER_TEST_PAUSE_FILE = env_str("TIER_TEST_PAUSE_FILE", "")
+
+# Regions (apps.regions; docs/regions.md). Each region ships its inbox WAL, control-plane snapshots and
+# divergence digests to the other regions' buckets (WAL_REMOTE_BUCKET, comma-separated) and reads what
+# they shipped from its own bucket (REGION_BUCKET), every CRR_SHIP_INTERVAL_SECONDS. Regions share
+# FLK_ENCRYPTION_KEYS, so replicated HMAC secrets stay encrypted and still decrypt.
+REGION_ID = env_str("REGION_ID", "local")
+WAL_REPLICATION_ENABLED = env_bool("WAL_REPLICATION_ENABLED", False)
+WAL_REMOTE_BUCKET = env_list("WAL_REMOTE_BUCKET", "")
+REGION_BUCKET = env_str("REGION_BUCKET", "")
+CRR_SHIP_INTERVAL_SECONDS = env_float("CRR_SHIP_INTERVAL_SECONDS", 30.0)
+CRR_S3_ENDPOINT_URL = env_str("CRR_S3_ENDPOINT_URL", "")
+CRR_S3_REGION = env_str("CRR_S3_REGION", "")
+CRR_S3_TIMEOUT_SECONDS = env_float("CRR_S3_TIMEOUT_SECONDS", 5.0)
+# A chunk holds at most this many bytes of one segment (a larger backlog ships as several chunks).
+CRR_CHUNK_MAX_BYTES = env_int("CRR_CHUNK_MAX_BYTES", 8 * 1024 * 1024)
+# Divergence: decided sets compared per tenant and CRR_DIFF_BUCKET_SECONDS of receive time, over the
+# last CRR_DIFF_WINDOW_HOURS, every CRR_DIFF_INTERVAL_SECONDS.
+CRR_DIFF_INTERVAL_SECONDS = env_float("CRR_DIFF_INTERVAL_SECONDS", 300.0)
+CRR_DIFF_BUCKET_SECONDS = env_int("CRR_DIFF_BUCKET_SECONDS", 3600)
+CRR_DIFF_WINDOW_HOURS = env_float("CRR_DIFF_WINDOW_HOURS", 48.0)
 
 from flk_project.settings.celery import *  # noqa: E402,F403
 from flk_project.settings.ingest import *  # noqa: E402,F403
