@@ -194,7 +194,7 @@ class Stack:
             "FLK_BIND": f"127.0.0.1:{self.port}",
             "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
             "GUNICORN_WORKER_CLASS": os.environ.get("GUNICORN_WORKER_CLASS", "gthread"),
-            "GUNICORN_THREADS": os.environ.get("GUNICORN_THREADS", "4"),
+            "GUNICORN_THREADS": os.environ.get("GUNICORN_THREADS", "16"),
             "LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         }

@@ -40,6 +40,9 @@ def server_env(**extra: str) -> dict[str, str]:
             "PCS_HMAC_KEY": settings.PCS_HMAC_KEY,
             "METRICS_PASS": settings.METRICS_PASS,
             "PYTHONUNBUFFERED": "1",
+            # Several servers share this machine's PostgreSQL (100 connections) during the suite; a
+            # test that needs the production thread count passes GUNICORN_THREADS itself.
+            "GUNICORN_THREADS": "4",
         }
     )
     env.update(extra)
