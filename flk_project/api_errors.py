@@ -25,6 +25,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
@@ -47,6 +48,18 @@ class ApiError(exceptions.APIException):
         super().__init__(detail=detail, code=code)
         self.status_code = status
         self.field = field
+
+
+class StrictJSONParser(JSONParser):
+    """DRF's JSON parser with ingest's ``malformed_json`` refusal, and a 400 (no 500) on deep nesting."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except exceptions.ParseError as exc:
+            raise ApiError(400, "malformed_json", str(exc.detail), field="") from exc
+        except RecursionError as exc:
+            raise ApiError(400, "malformed_json", "JSON nested too deeply", field="") from exc
 
 
 def invalid_parameter(field: str, detail: str) -> ApiError:

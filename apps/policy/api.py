@@ -23,8 +23,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -42,7 +41,7 @@ from apps.policy.services import (
 )
 from apps.policy.validation import SEMVER, Problem
 from apps.tenants.auth import CanManagePolicy, TenantTokenAuthentication
-from flk_project.api_errors import ApiError, ErrorSerializer, error_responses, not_found
+from flk_project.api_errors import ErrorSerializer, StrictJSONParser, error_responses, not_found
 
 NAME_MAX = Policy._meta.get_field("name").max_length
 VERSION_MAX = Policy._meta.get_field("version").max_length
@@ -139,22 +138,10 @@ def _storable(data: dict[str, Any]) -> None:
         raise PolicyInvalid([problem])
 
 
-class _PolicyJSONParser(JSONParser):
-    """DRF's JSON parser, with ingest's ``malformed_json`` and a bound on nesting (no 500)."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except ParseError as exc:
-            raise ApiError(400, "malformed_json", str(exc.detail), field="") from exc
-        except RecursionError as exc:
-            raise ApiError(400, "malformed_json", "JSON nested too deeply", field="") from exc
-
-
 class _PolicyView(APIView):
     authentication_classes = [TenantTokenAuthentication]
     permission_classes = [CanManagePolicy]
-    parser_classes = [_PolicyJSONParser, FormParser, MultiPartParser]
+    parser_classes = [StrictJSONParser, FormParser, MultiPartParser]
 
     def _policy(self, request: Request, version: str) -> Policy:
         # The test policy_create applies: a version that fails it cannot exist (and a NUL byte

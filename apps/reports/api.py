@@ -16,9 +16,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,7 +28,7 @@ from apps.reports.models import ReportRun
 from apps.reports.selectors import report_runs_for
 from apps.reports.services import ReportError, report_request
 from apps.tenants.auth import CanBuildReports, TenantTokenAuthentication
-from flk_project.api_errors import ApiError, error_responses, invalid_parameter, not_found
+from flk_project.api_errors import ApiError, StrictJSONParser, error_responses, invalid_parameter, not_found
 from flk_project.api_params import BIGINT_MAX, datetime_param
 
 LIST_LIMIT = 100  # newest runs listed; older ones stay reachable by id
@@ -87,16 +85,6 @@ class ReportRequestSerializer(serializers.Serializer):
     period_end = serializers.DateTimeField(required=False, help_text="ISO 8601 with a zone (exclusive)")
 
 
-class _JSONParser(JSONParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except ParseError as exc:
-            raise ApiError(400, "malformed_json", str(exc.detail), field="") from exc
-        except RecursionError as exc:
-            raise ApiError(400, "malformed_json", "JSON nested too deeply", field="") from exc
-
-
 def _text(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None or value == "":
@@ -131,7 +119,7 @@ def _period(body: dict[str, Any]) -> tuple[datetime, datetime]:
 class _ReportsView(APIView):
     authentication_classes = [TenantTokenAuthentication]
     permission_classes = [CanBuildReports]
-    parser_classes = [_JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def run(self, request: Request, run_id: int) -> ReportRun:
         # An id past bigint cannot exist (and would make PostgreSQL raise rather than find nothing).

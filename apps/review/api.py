@@ -13,9 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import ParseError
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,7 +37,7 @@ from apps.review.services import (
     review_release,
 )
 from apps.tenants.auth import CanReview, TenantTokenAuthentication
-from flk_project.api_errors import ApiError, error_responses, not_found
+from flk_project.api_errors import ApiError, StrictJSONParser, error_responses, not_found
 from flk_project.api_params import choice_param
 
 _PCS_ID_PARAM = OpenApiParameter(
@@ -70,22 +68,10 @@ def status_of(exc: ReviewError) -> int:
     return 409
 
 
-class _JSONParser(JSONParser):
-    """DRF's JSON parser with the project's ``malformed_json`` refusal (and no 500 on deep nesting)."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except ParseError as exc:
-            raise ApiError(400, "malformed_json", str(exc.detail), field="") from exc
-        except RecursionError as exc:
-            raise ApiError(400, "malformed_json", "JSON nested too deeply", field="") from exc
-
-
 class _ReviewScoped:
     authentication_classes = [TenantTokenAuthentication]
     permission_classes = [CanReview]
-    parser_classes = [_JSONParser]
+    parser_classes = [StrictJSONParser]
 
 
 def _body(request: Request) -> dict[str, Any]:

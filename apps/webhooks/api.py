@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -36,7 +33,7 @@ from apps.webhooks.services import (
     webhook_secret_rotate,
 )
 from apps.webhooks.targets import URL_MAX
-from flk_project.api_errors import ApiError, error_responses, invalid_parameter, not_found
+from flk_project.api_errors import ApiError, StrictJSONParser, error_responses, invalid_parameter, not_found
 
 DELIVERIES_DEFAULT, DELIVERIES_MAX = 50, 200
 PUBLIC_ID = re.compile(r"we_[0-9a-f]{24}")
@@ -141,18 +138,6 @@ class PingSerializer(serializers.Serializer):
     state = serializers.CharField()
 
 
-class _JSONParser(JSONParser):
-    """DRF's JSON parser with ingest's ``malformed_json`` error (and no 500 on deep nesting)."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except ParseError as exc:
-            raise ApiError(400, "malformed_json", str(exc.detail), field="") from exc
-        except RecursionError as exc:
-            raise ApiError(400, "malformed_json", "JSON nested too deeply", field="") from exc
-
-
 def _refused(exc: WebhookError) -> ApiError:
     status_code = 409 if exc.code in ("too_many_endpoints", "endpoint_deleted", "in_flight") else 400
     return ApiError(status_code, exc.code, str(exc), field=exc.field if status_code == 400 else None)
@@ -161,7 +146,7 @@ def _refused(exc: WebhookError) -> ApiError:
 class _WebhookView(APIView):
     authentication_classes = [TenantTokenAuthentication]
     permission_classes = [CanManageWebhooks]
-    parser_classes = [_JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def _endpoint(self, request: Request, endpoint_id: str) -> WebhookEndpoint:
         # An id that no endpoint can have (a NUL byte would make PostgreSQL raise) is simply unknown.
