@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import redis
 from django.db import connection
 
 from tests.support.s3 import S3_CREDENTIALS, S3_REGION
-from tests.support.servers import ROOT, kill_group, run_manage, server_env
+from tests.support.servers import ROOT, celery_worker, kill_group, run_manage, server_env
 
 REDIS_B_DB = 7
 BROKER_B_DB = 8
@@ -199,45 +199,11 @@ def flush_redis(url: str) -> None:
     redis.Redis.from_url(url).flushdb()
 
 
-@contextmanager
-def crr_worker(env: dict[str, str], schedule: Path, log: Path | None = None) -> Iterator[subprocess.Popen]:
-    """A real Celery worker on the ``crr`` queue with an embedded beat (its own schedule file)."""
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "flk_project",
-            "worker",
-            "-B",
-            "-s",
-            str(schedule),
-            "-Q",
-            "crr",
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        kill_group(proc)
-        if log:
-            out.close()
+def crr_worker(
+    env: dict[str, str], schedule: Path, log: Path | None = None
+) -> AbstractContextManager[subprocess.Popen]:
+    """A real Celery worker of the region ``env`` describes on the ``crr`` queue, with an embedded beat."""
+    return celery_worker("crr", log, beat_schedule=schedule, **env)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.5) -> float:

@@ -137,9 +137,15 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 @contextmanager
-def celery_worker(queues: str, log: Path | None = None, **env: str) -> Iterator[subprocess.Popen]:
-    """A real Celery worker process on the test broker, consuming ``queues``."""
+def celery_worker(
+    queues: str, log: Path | None = None, *, beat_schedule: Path | None = None, **env: str
+) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the test broker (unless ``env`` names another), consuming ``queues``.
+
+    With ``beat_schedule`` the worker also runs beat (``-B``), keeping its schedule in that file.
+    """
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    beat = ["-B", "-s", str(beat_schedule)] if beat_schedule is not None else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -148,6 +154,7 @@ def celery_worker(queues: str, log: Path | None = None, **env: str) -> Iterator[
             "-A",
             "flk_project",
             "worker",
+            *beat,
             "-Q",
             queues,
             "--concurrency",
@@ -160,7 +167,7 @@ def celery_worker(queues: str, log: Path | None = None, **env: str) -> Iterator[
             "--without-gossip",
             "--without-mingle",
         ],
-        env=server_env(CELERY_BROKER_URL=settings.CELERY_BROKER_URL, **env),
+        env=server_env(**{"CELERY_BROKER_URL": settings.CELERY_BROKER_URL, **env}),
         cwd=ROOT,
         stdout=out,
         stderr=subprocess.STDOUT,
