@@ -4,9 +4,6 @@ and the outbox keeps every PCS decided once in effect."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,39 +12,7 @@ from flk_agent.cli import main
 from flk_agent.client import FlkClient, endpoints_of
 from flk_agent.delivery import deliver_pending
 from flk_agent.outbox import ACKED, Outbox
-
-DEAD_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens, the connection is refused
-
-
-class _Unavailable(BaseHTTPRequestHandler):
-    """A region that is up but fails closed: every submission answers 503 with Retry-After."""
-
-    hits = 0
-
-    def do_POST(self) -> None:
-        type(self).hits += 1
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"error": "store_unavailable", "detail": "the database is unavailable"}).encode()
-        self.send_response(503)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Retry-After", "5")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def unavailable() -> Iterator[str]:
-    _Unavailable.hits = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+from tests.sdk.failing_regions import DEAD_ENDPOINT
 
 
 def test_endpoints_come_from_a_list_or_a_comma_separated_string():
@@ -74,12 +39,13 @@ def test_a_503_moves_to_the_next_region_and_a_resend_is_a_replay_not_a_second_de
     live_server, transactional_db, tenant, pcs_factory, tmp_path, unavailable
 ):
     pcs = pcs_factory(epoch=7)
-    with FlkClient([unavailable, live_server.url], timeout=2) as client, Outbox(tmp_path) as outbox:
+    with FlkClient([unavailable.url, live_server.url], timeout=2) as client, Outbox(tmp_path) as outbox:
         outbox.put(pcs)
         first = deliver_pending(outbox, client)
-        assert _Unavailable.hits == 1 and client.endpoint == live_server.url
+        assert unavailable.hits == 1 and client.endpoint == live_server.url
     # The agent restarts with a fresh outbox and sends the same PCS again, through the same regions.
-    with FlkClient([unavailable, live_server.url], timeout=2) as client, Outbox(tmp_path / "again") as outbox:
+    regions = [unavailable.url, live_server.url]
+    with FlkClient(regions, timeout=2) as client, Outbox(tmp_path / "again") as outbox:
         outbox.put(pcs)
         again = deliver_pending(outbox, client)
     assert [o for _, _, o in first.results] == ["acked"]
@@ -90,11 +56,11 @@ def test_a_503_moves_to_the_next_region_and_a_resend_is_a_replay_not_a_second_de
 def test_every_region_unavailable_leaves_the_pcs_pending_for_the_backoff(
     transactional_db, pcs_factory, tmp_path, unavailable
 ):
-    with FlkClient([unavailable, DEAD_ENDPOINT], timeout=1) as client:
+    with FlkClient([unavailable.url, DEAD_ENDPOINT], timeout=1) as client:
         with pytest.raises(Exception):  # noqa: B017 (the last endpoint's network error)
             client.submit(pcs_factory(epoch=8))
         assert client.failovers == 2
-    with FlkClient([DEAD_ENDPOINT, unavailable], timeout=1) as client:
+    with FlkClient([DEAD_ENDPOINT, unavailable.url], timeout=1) as client:
         answer = client.submit(pcs_factory(epoch=9))
     assert answer.status == 503 and answer.retry_after == 5.0
 

@@ -4,9 +4,10 @@ Nothing here decides anything of its own. Requests and answers go through ``flk_
 functions (headers, batch body, typed ``SubmitResult``/``BatchAnswer``), and delivery through the outbox
 runs ``flk_agent.delivery.record_steps``, the very steps the synchronous agent runs: 200/202 ack, 400,
 401, 413 and 422 dead-letter, 408, 409, 429, 5xx and network errors retry with full-jitter backoff,
-never sooner than ``Retry-After``, within the retry budget. Only the I/O is awaited.
+never sooner than ``Retry-After``, within the retry budget. Failing over between endpoints (regions)
+follows ``flk_agent.client.Failover``, the synchronous client's own rule. Only the I/O is awaited.
 
-    async with AsyncFlkClient("http://127.0.0.1:8000") as client:
+    async with AsyncFlkClient("https://eu.example,https://us.example") as client:
         result = await client.submit(pcs)          # SubmitResult: status, body, replayed, retry_after
         with Outbox("flk-outbox") as outbox:
             outbox.put(pcs)
@@ -31,10 +32,13 @@ from flk_agent.client import (
     DEFAULT_TIMEOUT,
     SUBMIT_PATH,
     BatchAnswer,
+    Failover,
+    Outcome,
     SubmitResult,
     batch_answer,
     batch_body,
     encode_pcs,
+    endpoints_of,
     request_headers,
     submit_answer,
 )
@@ -55,32 +59,70 @@ __all__ = ["AsyncFlkClient", "deliver_pending_async", "deliver_record_async", "r
 
 
 class AsyncFlkClient:
-    """Submit PCS to one FLK server with ``httpx.AsyncClient``; use ``async with`` to close the pool."""
+    """Submit PCS to FLK with ``httpx.AsyncClient``, failing over between endpoints as ``FlkClient`` does.
+
+    ``url`` is one base URL, a comma-separated list of them, or a sequence. Each call goes to the
+    current endpoint; a connection failure or a 503 moves it to the next with the same bytes, each
+    endpoint at most once per call, and the one that answered stays current. When every endpoint
+    failed, the last 503 is returned or the last network error raised (``Failover``). Use
+    ``async with`` to close the connection pools.
+    """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         tenant: str | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=url.rstrip("/"), headers=request_headers(tenant), timeout=timeout, transport=transport
-        )
+        self.endpoints = endpoints_of(url)
+        self._failover = Failover(self.endpoints)
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=endpoint, headers=request_headers(tenant), timeout=timeout, transport=transport
+            )
+            for endpoint in self.endpoints
+        ]
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL calls go to now."""
+        return self.endpoints[self._failover.current]
+
+    @property
+    def failovers(self) -> int:
+        """How many times a call moved to another endpoint, over this client's life."""
+        return self._failover.failovers
+
+    async def _post(self, path: str, content: bytes) -> httpx.Response:
+        tries = self._failover.tries()
+        index = next(tries)
+        while True:
+            outcome: Outcome
+            try:
+                outcome = await self._clients[index].post(path, content=content)
+            except httpx.TransportError as exc:
+                outcome = exc
+            try:
+                index = tries.send(outcome)
+            except StopIteration as stop:
+                return stop.value
 
     async def submit(self, pcs: dict[str, Any] | bytes) -> SubmitResult:
-        """POST one PCS to /v1/pcs/submit; every HTTP answer is returned typed, network errors raise."""
-        return submit_answer(await self._http.post(SUBMIT_PATH, content=encode_pcs(pcs)))
+        """POST one PCS to /v1/pcs/submit; every HTTP answer is returned typed, network errors raise
+        (once every endpoint failed)."""
+        return submit_answer(await self._post(SUBMIT_PATH, encode_pcs(pcs)))
 
     async def submit_batch(self, pcs_list: Sequence[dict[str, Any] | bytes]) -> BatchAnswer:
         """POST many PCS in one request to /v1/pcs/submit:batch, typed as ``FlkClient.submit_batch``."""
         body = batch_body(pcs_list)
-        return batch_answer(await self._http.post(BATCH_PATH, content=body), len(pcs_list))
+        return batch_answer(await self._post(BATCH_PATH, body), len(pcs_list))
 
     async def aclose(self) -> None:
         """Close pooled connections."""
-        await self._http.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     async def __aenter__(self) -> AsyncFlkClient:
         return self

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,52 +173,90 @@ def endpoints_of(url: str | Sequence[str]) -> list[str]:
     return endpoints
 
 
+# What one try of a call came back with: an HTTP answer, or the network error instead of one.
+Outcome = httpx.Response | httpx.TransportError
+
+
+class Failover:
+    """Which endpoint a call goes to, and when it gives up: the one rule both clients follow.
+
+    Each call starts at the current endpoint; a connection failure or a 503 moves to the next (in
+    order, wrapping around) and the same bytes are sent there, each endpoint at most once per call;
+    the endpoint that answered stays current for the next call. When every endpoint failed, the last
+    outcome is the call's: a 503 is returned, a network error raised. With one endpoint, a 503 is
+    simply returned. ``FlkClient`` and ``AsyncFlkClient`` only do the I/O of ``tries``.
+    """
+
+    def __init__(self, endpoints: Sequence[str]) -> None:
+        self.endpoints = list(endpoints)
+        self.current = 0
+        self.failovers = 0  # moves to another endpoint, for tests and progress output
+
+    def tries(self) -> Generator[int, Outcome, httpx.Response]:
+        """One call: yields the index of the endpoint to send to and is sent what came back.
+
+        Returns (as ``StopIteration.value``) the response to give the caller, or raises the last
+        network error when every endpoint failed.
+        """
+        count = len(self.endpoints)
+        outcome: Outcome | None = None
+        for _ in range(count):
+            outcome = yield self.current
+            if isinstance(outcome, httpx.Response) and (outcome.status_code != 503 or count == 1):
+                return outcome
+            self.current = (self.current + 1) % count
+            self.failovers += 1
+        if isinstance(outcome, httpx.Response):
+            return outcome  # the last endpoint tried answered 503: Retry-After is the backoff's
+        assert outcome is not None
+        raise outcome
+
+
 class FlkClient:
     """Submit PCS to an FLK server, failing over between several endpoints (regions).
 
     ``url`` is one base URL, a comma-separated list of them, or a sequence. Each call goes to the
     current endpoint; on a connection failure (``httpx.TransportError``) or a 503 it moves to the next
     and sends the same bytes again, trying each endpoint at most once per call, and stays on the one
-    that answered. Resending is safe because every region deduplicates on pcs_id and replicates its
-    decisions to the others (docs/regions.md); what the outbox acks is decided once in effect. When
-    every endpoint fails, the last 503 is returned or the last network error raised, for the
-    delivery's backoff to handle. Use as a context manager to close the connection pools.
+    that answered (``Failover``). Resending is safe because every region deduplicates on pcs_id and
+    replicates its decisions to the others (docs/regions.md); what the outbox acks is decided once in
+    effect. When every endpoint fails, the last 503 is returned or the last network error raised, for
+    the delivery's backoff to handle. Use as a context manager to close the connection pools.
     """
 
     def __init__(
         self, url: str | Sequence[str], *, tenant: str | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT
     ) -> None:
         self.endpoints = endpoints_of(url)
+        self._failover = Failover(self.endpoints)
         self._clients = [
             httpx.Client(base_url=endpoint, headers=request_headers(tenant), timeout=timeout)
             for endpoint in self.endpoints
         ]
-        self._current = 0
-        self.failovers = 0  # moves to another endpoint, for tests and progress output
 
     @property
     def endpoint(self) -> str:
         """The base URL calls go to now."""
-        return self.endpoints[self._current]
+        return self.endpoints[self._failover.current]
+
+    @property
+    def failovers(self) -> int:
+        """How many times a call moved to another endpoint, over this client's life."""
+        return self._failover.failovers
 
     def _post(self, path: str, content: bytes) -> httpx.Response:
-        last_error: httpx.TransportError | None = None
-        last_unavailable: httpx.Response | None = None
-        for _ in range(len(self._clients)):
+        tries = self._failover.tries()
+        index = next(tries)
+        while True:
+            outcome: Outcome
             try:
-                response = self._clients[self._current].post(path, content=content)
+                outcome = self._clients[index].post(path, content=content)
             except httpx.TransportError as exc:
-                last_error, last_unavailable = exc, None
-            else:
-                if response.status_code != 503 or len(self._clients) == 1:
-                    return response
-                last_error, last_unavailable = None, response
-            self._current = (self._current + 1) % len(self._clients)
-            self.failovers += 1
-        if last_unavailable is not None:
-            return last_unavailable
-        assert last_error is not None
-        raise last_error
+                outcome = exc
+            try:
+                index = tries.send(outcome)
+            except StopIteration as stop:
+                return stop.value
 
     def submit(self, pcs: dict[str, Any] | bytes) -> SubmitResult:
         """POST one PCS (a dict, or raw bytes sent as they are) to /v1/pcs/submit.
