@@ -11,10 +11,10 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import redis
 from django.conf import settings
@@ -44,6 +44,8 @@ logger = logging.getLogger("flk.ingest")
 
 INGEST_ACTOR = "ingest"
 IN_FLIGHT_RETRY_AFTER = 1  # seconds: a first submission is decided within milliseconds
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -154,6 +156,76 @@ def pcs_ingest_wal(
         from_wal=True,
         in_transaction=in_transaction,
     )
+
+
+def pcs_ingest_wal_many(
+    *, requests: Sequence[wal.WalRequest], in_transaction: Callable[[int], None]
+) -> list[IngestResult]:
+    """Decide a run of WAL requests (region replay) with their new decisions in one transaction.
+
+    Decides a prefix of ``requests`` and returns its answers, in order; the caller calls again with
+    the rest. Requests of many tenants share the transaction, as a group commit does. The prefix ends
+    before a second copy of a PCS (decided next time, it meets the first as decided, exactly as a
+    separate submission would), before a batch record (a batch is decided alone, as by
+    ``pcs_ingest_wal``), and after the first answer that must be tried again later (409, 503), which
+    is then its last answer. ``in_transaction(n)`` runs inside the transaction that writes the
+    prefix's decisions, ``n`` being how many requests from the start are settled by it; it does not
+    run when the prefix stores nothing. A defect raises, with every claim released and nothing stored.
+    """
+    if requests[0].batch:
+        return [pcs_ingest_wal(request=requests[0], in_transaction=lambda: in_transaction(1))]
+    results: list[IngestResult | None] = []
+    verdicts: list[tuple[int, _Verdict]] = []
+    seen: set[tuple[int, str]] = set()
+    try:
+        for request in requests:
+            if request.batch:
+                break
+            prepared = _answered(lambda request=request: _prepare_wal(request, seen), request.tenant_header)
+            if prepared is None:
+                break
+            if isinstance(prepared, IngestResult):
+                results.append(prepared)
+                if prepared.status in (409, 503):
+                    break
+            else:
+                verdicts.append((len(results), prepared))
+                results.append(None)
+    except BaseException:
+        for _, verdict in verdicts:
+            _release(verdict.claim)
+        raise
+    if verdicts:
+        settled = len(results) - (1 if results[-1] is not None and results[-1].status in (409, 503) else 0)
+        request = _Request(None, requests[0].received_at, "", True, lambda: in_transaction(settled))
+        try:
+            stored = _store([verdict for _, verdict in verdicts], True, request.in_transaction)
+        except STORE_ERRORS as exc:
+            logger.error("ingest.store_unavailable replay error=%s", type(exc).__name__)
+            first = verdicts[0][0]
+            results = [*results[:first], _error_result(_unavailable(exc))]
+        else:
+            for (index, _), result in zip(verdicts, stored, strict=True):
+                results[index] = result
+    answered = [result for result in results if result is not None]
+    for result in answered:
+        if result.headers.get("Idempotent-Replayed") != "true":
+            metrics.ingest.inc()
+    return answered
+
+
+def _prepare_wal(request: wal.WalRequest, seen: set[tuple[int, str]]) -> IngestResult | _Verdict | None:
+    """Parse, resolve and prepare one replayed request; None for a second copy of a PCS in ``seen``."""
+    pcs = parse_pcs(request.body)
+    try:
+        tenant = _resolve_tenant(request.tenant_header)
+    except IngestError as exc:
+        raise _count_failed_auth(exc, request.tenant_header, "", True) from exc
+    key = (tenant.pk, pcs["pcs_id"])
+    if key in seen:
+        return None
+    seen.add(key)
+    return _prepare(pcs, tenant, _Request(request.tenant_header, request.received_at, "", True))
 
 
 def pcs_ingest_batch(
@@ -270,7 +342,7 @@ def pcs_ingest(
     return result
 
 
-def _answered(decide: Callable[[], IngestResult], tenant_header: str | None) -> IngestResult:
+def _answered(decide: Callable[[], _T], tenant_header: str | None) -> _T | IngestResult:
     """Run ``decide``; a refusal is its answer, and any store outage is one 503 (the one mapping)."""
     try:
         return decide()

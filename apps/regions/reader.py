@@ -9,17 +9,18 @@ that fails any of that stops the source (``SourceCursor.state = stopped``, an er
 ``crr_chunk_verification_failures`` counter and ``crr_source_stopped`` gauge, the admin): nothing
 of it is replayed and nothing after it is skipped to. An operator resumes with ``crr resume``.
 
-Requests are decided by ``pcs_ingest_wal``, as a local WAL replay (not rate-limited again, with the
-original receive time), and the cursor (chunk, offset of the next record) is written by its
-``in_transaction`` hook in the transaction of the decisions; a request that stores nothing (a PCS
-decided here already, a refusal) moves the cursor on its own. A 409 or 503 leaves the rest of the
-chunk for the next run.
+Requests are decided by ``pcs_ingest_wal_many``, as a local WAL replay (not rate-limited again, with
+the original receive time), in groups of up to ``CRR_REPLAY_GROUP`` whose decisions share one
+transaction, and the cursor (chunk, offset of the next record) is written by its ``in_transaction``
+hook in that transaction; a group that stores nothing (PCS decided here already, refusals) moves the
+cursor on its own. A 409 or 503 leaves the rest of the chunk for the next run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,7 +33,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.pcs import wal
 from apps.pcs.quarantine import request_quarantine
-from apps.pcs.services import pcs_ingest_wal
+from apps.pcs.services import pcs_ingest_wal, pcs_ingest_wal_many
 from apps.regions import metrics, storage
 from apps.regions.control import control_apply
 from apps.regions.locks import exclusive
@@ -204,27 +205,59 @@ def _replay_chunk(
     cursor: SourceCursor,
     report: PullReport,
 ) -> bool:
-    """Decide the chunk's requests from the cursor on; False when one must be tried again later."""
+    """Decide the chunk's requests from the cursor on; False when one must be tried again later.
+
+    Requests are decided in groups of up to ``CRR_REPLAY_GROUP`` (``pcs_ingest_wal_many``): one
+    transaction holds a group's decisions and the cursor past them. A group that raises (a defect
+    in one request) is retried one request at a time, so only the faulty one is quarantined.
+    """
     resume = cursor.chunk_pos if cursor.chunk_seq == seq else entry["start"]
     ends = [r.ref.offset for r in records[1:]] + [entry["end"]]
-    for record, end in zip(records, ends, strict=True):
-        if not isinstance(record, wal.WalRequest) or record.ref.offset < resume:
-            continue
+    pending = [
+        (record, end)
+        for record, end in zip(records, ends, strict=True)
+        if isinstance(record, wal.WalRequest) and record.ref.offset >= resume
+    ]
 
-        def advance(end: int = end) -> None:
-            SourceCursor.objects.filter(pk=source).update(chunk_seq=seq, chunk_pos=end)
+    def advance(end: int) -> None:
+        SourceCursor.objects.filter(pk=source).update(chunk_seq=seq, chunk_pos=end)
 
+    while pending:
+        group = pending[: settings.CRR_REPLAY_GROUP]
+        retry_later = False
         try:
-            result = pcs_ingest_wal(request=record, in_transaction=advance)
-        except Exception as exc:
-            if not request_quarantine(request=record, error=exc):
+            results = pcs_ingest_wal_many(
+                requests=[request for request, _ in group],
+                in_transaction=lambda n, group=group: advance(group[n - 1][1]),
+            )
+        except Exception:
+            request, end = group[0]
+            if not _replay_alone(request, lambda end=end: advance(end)):
                 return False
+            settled = 1
         else:
-            if result.status in RETRY_LATER:
-                return False
-        advance()  # a request that stored nothing (or quarantined) moves the cursor on its own
-        report.requests += 1
-        metrics.requests_replayed.labels(source).inc()
+            retry_later = results[-1].status in RETRY_LATER
+            settled = len(results) - retry_later
+        if settled:
+            advance(group[settled - 1][1])  # a group that stored nothing moves the cursor on its own
+            report.requests += settled
+            metrics.requests_replayed.labels(source).inc(settled)
+        if retry_later:
+            return False
+        pending = pending[settled:]
+    return True
+
+
+def _replay_alone(request: wal.WalRequest, advance: Callable[[], None]) -> bool:
+    """Decide one request on its own, quarantining it if it raises; False to try again later."""
+    try:
+        result = pcs_ingest_wal(request=request, in_transaction=advance)
+    except Exception as exc:
+        if not request_quarantine(request=request, error=exc):
+            return False
+    else:
+        if result.status in RETRY_LATER:
+            return False
     return True
 
 

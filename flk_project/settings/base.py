@@ -273,6 +273,8 @@ CRR_S3_REGION = env_str("CRR_S3_REGION", "")
 CRR_S3_TIMEOUT_SECONDS = env_float("CRR_S3_TIMEOUT_SECONDS", 5.0)
 # A chunk holds at most this many bytes of one segment (a larger backlog ships as several chunks).
 CRR_CHUNK_MAX_BYTES = env_int("CRR_CHUNK_MAX_BYTES", 8 * 1024 * 1024)
+# Replayed requests decided per transaction (with the source's cursor): larger groups replay faster.
+CRR_REPLAY_GROUP = env_int("CRR_REPLAY_GROUP", 200)
 # Divergence: decided sets compared per tenant and CRR_DIFF_BUCKET_SECONDS of receive time, over the
 # last CRR_DIFF_WINDOW_HOURS, every CRR_DIFF_INTERVAL_SECONDS.
 CRR_DIFF_INTERVAL_SECONDS = env_float("CRR_DIFF_INTERVAL_SECONDS", 300.0)
