@@ -1,7 +1,8 @@
 /**
  * The FLK ingest client: `new FractalLBAClient({ baseURL, tenantID, signingKey, signingAlg })` and
- * `submitPCS(pcs)`. Per-request timeouts, retries of transient answers (408, 409, 429, 5xx) and network
- * errors with exponential backoff and full jitter, Retry-After honoured, typed errors for the rest.
+ * `submitPCS(pcs)`. Per-request timeouts, failover between several endpoints (regions) on no answer or
+ * a 503, retries of transient answers (408, 409, 429, 5xx) and network errors with exponential backoff
+ * and full jitter, Retry-After honoured, typed errors for the rest.
  */
 
 import { canonicalize, type JSONValue } from "./canonical";
@@ -12,8 +13,11 @@ import { createSigner, type Signer, type SigningAlg } from "./signing";
 export const SUBMIT_PATH = "/v1/pcs/submit";
 
 export interface ClientOptions {
-  /** The server, e.g. `http://127.0.0.1:8000`. */
-  baseURL: string;
+  /**
+   * The server, e.g. `http://127.0.0.1:8000`; or several (regions), as an array or a comma-separated
+   * string: `https://eu.example,https://us.example`. See `endpointsOf` and the class's failover rule.
+   */
+  baseURL: string | readonly string[];
   /** Sent as `X-Tenant-Id` (ignored by a single-tenant server). */
   tenantID?: string;
   /** HMAC secret text, or the Ed25519 seed (64 hex digits or 32 bytes). */
@@ -46,9 +50,9 @@ export interface ClientOptions {
 
 /** Why a request is retried, and after how long. */
 export interface RetryInfo {
-  /** The request that failed (1 = the first). */
+  /** The try that failed (1 = the first); with several endpoints, a try is one round through them. */
   attempt: number;
-  /** Its status, or 0 for a network error or timeout. */
+  /** Its status (of the last endpoint tried), or 0 for a network error or timeout. */
   status: number;
   code: string;
   /** The server's Retry-After, ms. */
@@ -67,7 +71,7 @@ export interface SubmitResult {
   recomputedBudget: number | undefined;
   /** `Idempotent-Replayed: true`: the stored answer of an earlier submission. */
   replayed: boolean;
-  /** HTTP requests made. */
+  /** Tries made (the `attempt` sent); a try that failed over made one request per endpoint it tried. */
   attempts: number;
   pcsID: string;
   /** The whole decision, as the server sent it. */
@@ -88,8 +92,40 @@ function defaultSleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * Base URLs from one URL, a comma-separated list or an array (blanks dropped, trailing slashes
+ * removed); throws PCSError when none is given or one is not an http:// or https:// URL.
+ */
+export function endpointsOf(url: string | readonly string[]): string[] {
+  const parts: readonly unknown[] = typeof url === "string" ? [url] : Array.isArray(url) ? url : [];
+  const endpoints: string[] = [];
+  for (const part of parts) {
+    if (typeof part !== "string") throw new PCSError("baseURL must be a string or an array of strings");
+    for (const item of part.split(",")) {
+      const endpoint = item.trim().replace(/\/+$/, "");
+      if (endpoint === "") continue;
+      if (!/^https?:\/\//.test(endpoint)) throw new PCSError(`baseURL must be an http:// or https:// URL: ${endpoint}`);
+      endpoints.push(endpoint);
+    }
+  }
+  if (endpoints.length === 0) throw new PCSError("baseURL must be an http:// or https:// URL");
+  return endpoints;
+}
+
+/** What one round through the endpoints ended with: an answer (its body read), or no answer at all. */
+type Outcome = { response: Response; text: string } | { error: unknown };
+
+/**
+ * Submits PCS to FLK. With several endpoints (regions), each request goes to the current one; no
+ * answer (connection refused or reset, DNS, timeout) or a 503 moves to the next, which is sent the
+ * same bytes, each endpoint at most once per try; the endpoint that answered stays current. Only when
+ * every endpoint failed does the retry logic see the failure (the last 503 with its Retry-After, or
+ * the last network error) and back off before the next try. Resending to another region is safe:
+ * each region deduplicates on pcs_id and replicates its decisions to the others (docs/regions.md).
+ */
 export class FractalLBAClient {
-  readonly baseURL: string;
+  /** Every endpoint, in the order they are tried. */
+  readonly endpoints: readonly string[];
   readonly tenantID: string | undefined;
   readonly signer: Signer | undefined;
   readonly #opts: Required<Pick<ClientOptions, "timeoutMs" | "maxRetries" | "baseDelayMs" | "maxDelayMs" | "maxRetryAfterMs" | "userAgent">>;
@@ -97,12 +133,12 @@ export class FractalLBAClient {
   readonly #sleep: (ms: number) => Promise<void>;
   readonly #random: () => number;
   readonly #onRetry: ((info: RetryInfo) => void) | undefined;
+  #current = 0;
+  #failovers = 0;
 
   constructor(options: ClientOptions) {
-    if (!options || typeof options.baseURL !== "string" || !/^https?:\/\//.test(options.baseURL)) {
-      throw new PCSError("baseURL must be an http:// or https:// URL");
-    }
-    this.baseURL = options.baseURL.replace(/\/+$/, "");
+    if (!options) throw new PCSError("baseURL must be an http:// or https:// URL");
+    this.endpoints = Object.freeze(endpointsOf(options.baseURL));
     this.tenantID = options.tenantID || undefined;
     if (options.signer) this.signer = options.signer;
     else if (options.signingKey !== undefined) this.signer = createSigner(options.signingAlg ?? "hmac", options.signingKey, options.keyID);
@@ -120,6 +156,39 @@ export class FractalLBAClient {
     this.#onRetry = options.onRetry;
   }
 
+  /** The endpoint requests go to now (the one that answered last). */
+  get baseURL(): string {
+    return this.endpoints[this.#current] as string;
+  }
+
+  /** How many times a request moved to another endpoint, over this client's life. */
+  get failovers(): number {
+    return this.#failovers;
+  }
+
+  /** One try: `body` to the current endpoint, then to the next ones on no answer or a 503 (see the class). */
+  async #post(path: string, headers: Record<string, string>, body: string): Promise<Outcome> {
+    const count = this.endpoints.length;
+    for (let tried = 1; ; tried++) {
+      let outcome: Outcome;
+      try {
+        const response = await this.#fetch(this.baseURL + path, {
+          method: "POST",
+          headers,
+          body,
+          signal: AbortSignal.timeout(this.#opts.timeoutMs),
+        });
+        outcome = { response, text: await response.text() };
+        if (response.status !== 503 || count === 1) return outcome;
+      } catch (err) {
+        outcome = { error: err };
+      }
+      this.#current = (this.#current + 1) % count;
+      this.#failovers++;
+      if (tried === count) return outcome; // every endpoint failed: the last failure is the try's
+    }
+  }
+
   /** Sign a PCS with the client's key (sets `sig`, and `key_id` when configured); fills a missing pcs_id. */
   signPCS(pcs: PCS): PCS {
     if (!this.signer) throw new PCSError("this client has no signing key");
@@ -129,8 +198,9 @@ export class FractalLBAClient {
 
   /**
    * Submit one PCS. A PCS without `sig` is signed with the client's key first (a PCS that carries a
-   * `sig` is sent as it is). `attempt` and `sent_at` are set afresh on every request, as the protocol
-   * asks; nothing signed changes between retries. Resolves with the decision (200, 202; replayed or
+   * `sig` is sent as it is). `attempt` and `sent_at` are set afresh on every try, as the protocol
+   * asks (a failover within a try resends the same bytes); nothing signed changes between retries.
+   * Resolves with the decision (200, 202; replayed or
    * not); rejects with a ValidationError (400, 413), SignatureError (401), ConflictError (422, or 409
    * after the retries), RateLimitError (429), ServerError (5xx) or NetworkError.
    */
@@ -147,15 +217,10 @@ export class FractalLBAClient {
       let code = "network_error";
       let retryAfterMs: number | undefined;
       let failure: FLKError;
-      try {
-        const response = await this.#fetch(this.baseURL + SUBMIT_PATH, {
-          method: "POST",
-          headers,
-          body,
-          signal: AbortSignal.timeout(this.#opts.timeoutMs),
-        });
+      const outcome = await this.#post(SUBMIT_PATH, headers, body);
+      if ("response" in outcome) {
+        const { response, text } = outcome;
         status = response.status;
-        const text = await response.text();
         let data: unknown;
         try {
           data = JSON.parse(text);
@@ -183,8 +248,8 @@ export class FractalLBAClient {
         retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"));
         code = typeof json["error"] === "string" ? json["error"] : `http_${status}`;
         failure = errorFor(status, json, attempt, retryAfterMs);
-      } catch (err) {
-        if (err instanceof FLKError) throw err;
+      } else {
+        const err = outcome.error;
         const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
         code = timedOut ? "timeout" : "network_error";
         failure = new NetworkError(
@@ -202,7 +267,7 @@ export class FractalLBAClient {
     }
   }
 
-  /** GET /healthz: true when the server answers 200. */
+  /** GET /healthz of the current endpoint: true when it answers 200 (no failover). */
   async health(): Promise<boolean> {
     try {
       const response = await this.#fetch(this.baseURL + "/healthz", { signal: AbortSignal.timeout(this.#opts.timeoutMs) });

@@ -1,7 +1,7 @@
 /** FLK TypeScript SDK: build, sign and submit PCS (DESIGN §2, §10; docs/protocol.md). */
 
 export { canonicalBytes, canonicalize, format9, round9, serializeNumber, serializeString, type JSONValue } from "./canonical";
-export { FractalLBAClient, parseRetryAfter, SUBMIT_PATH, type ClientOptions, type RetryInfo, type SubmitResult } from "./client";
+export { endpointsOf, FractalLBAClient, parseRetryAfter, SUBMIT_PATH, type ClientOptions, type RetryInfo, type SubmitResult } from "./client";
 export { ConflictError, FLKError, NetworkError, PCSError, RateLimitError, ServerError, SignatureError, ValidationError, type FLKErrorInit } from "./errors";
 export { chunkRaw, leafHash, merkleRoot, merkleRootHexOfRaw, nodeHash, RAW_CHUNK_SIZE, rootFromLeafHashes } from "./merkle";
 export {
