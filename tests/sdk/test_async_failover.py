@@ -37,6 +37,17 @@ def _drive(failover: Failover, outcomes: list[Outcome]) -> tuple[list[int], Outc
             return tried, exc
 
 
+def _drive_rest(tries, outcomes: list[Outcome]) -> tuple[list[int], Outcome]:
+    """Go on with a call already started: the endpoints it tried next, and what it gave."""
+    tried: list[int] = []
+    for outcome in outcomes:
+        try:
+            tried.append(tries.send(outcome))
+        except StopIteration as stop:
+            return tried, stop.value
+    raise AssertionError("the call did not end")
+
+
 @pytest.mark.parametrize(
     ("endpoints", "outcomes", "tried", "status", "current"),
     [
@@ -62,6 +73,28 @@ def test_the_shared_rule_moves_on_only_for_no_answer_or_503_and_tries_each_endpo
     else:
         assert isinstance(result, httpx.Response) and result.status_code == status
     assert failover.current == current
+
+
+def test_calls_in_flight_together_each_try_every_endpoint_once():
+    failover = Failover(["http://dead", "http://live"])
+    first, second = failover.tries(), failover.tries()
+    assert (next(first), next(second)) == (0, 0)
+    assert first.send(REFUSED) == 1  # the first call moves on ...
+    assert second.send(REFUSED) == 1  # ... and the second goes to the live one, not back to 0
+    _, answer = _drive_rest(first, [_answer(200)])
+    _, answer2 = _drive_rest(second, [_answer(200)])
+    assert answer.status_code == answer2.status_code == 200 and failover.current == 1
+
+
+def test_concurrent_submissions_fail_over_together(live_server, transactional_db, tenant, pcs_factory):
+    async def submit_all():
+        async with AsyncFlkClient([DEAD_ENDPOINT, live_server.url], timeout=httpx.Timeout(2)) as client:
+            answers = await asyncio.gather(*(client.submit(pcs_factory(epoch=e)) for e in range(20, 26)))
+            return answers, client.endpoint
+
+    answers, endpoint = asyncio.run(submit_all())
+    assert [a.status for a in answers] == [200] * 6 and endpoint == live_server.url
+    assert PcsRecord.objects.count() == 6
 
 
 def test_a_refused_connection_moves_to_the_next_region_and_stays_there(

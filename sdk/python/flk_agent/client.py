@@ -198,13 +198,17 @@ class Failover:
         Returns (as ``StopIteration.value``) the response to give the caller, or raises the last
         network error when every endpoint failed.
         """
+        # From where this call started, not from ``current`` as other calls in flight move it
+        # (asyncio.gather, threads): each endpoint is tried once per call whatever they do.
         count = len(self.endpoints)
+        start = self.current
         outcome: Outcome | None = None
-        for _ in range(count):
-            outcome = yield self.current
+        for step in range(count):
+            index = (start + step) % count
+            outcome = yield index
             if isinstance(outcome, httpx.Response) and (outcome.status_code != 503 or count == 1):
+                self.current = index
                 return outcome
-            self.current = (self.current + 1) % count
             self.failovers += 1
         if isinstance(outcome, httpx.Response):
             return outcome  # the last endpoint tried answered 503: Retry-After is the backoff's
