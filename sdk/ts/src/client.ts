@@ -168,22 +168,28 @@ export class FractalLBAClient {
 
   /** One try: `body` to the current endpoint, then to the next ones on no answer or a 503 (see the class). */
   async #post(path: string, headers: Record<string, string>, body: string): Promise<Outcome> {
+    // From where this try started, not from #current as other submissions in flight move it: each
+    // endpoint is tried once per try whatever they do.
     const count = this.endpoints.length;
+    const start = this.#current;
     for (let tried = 1; ; tried++) {
+      const index = (start + tried - 1) % count;
       let outcome: Outcome;
       try {
-        const response = await this.#fetch(this.baseURL + path, {
+        const response = await this.#fetch((this.endpoints[index] as string) + path, {
           method: "POST",
           headers,
           body,
           signal: AbortSignal.timeout(this.#opts.timeoutMs),
         });
         outcome = { response, text: await response.text() };
-        if (response.status !== 503 || count === 1) return outcome;
+        if (response.status !== 503 || count === 1) {
+          this.#current = index;
+          return outcome;
+        }
       } catch (err) {
         outcome = { error: err };
       }
-      this.#current = (this.#current + 1) % count;
       this.#failovers++;
       if (tried === count) return outcome; // every endpoint failed: the last failure is the try's
     }

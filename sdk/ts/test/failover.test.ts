@@ -119,6 +119,20 @@ test("a refused connection moves to the next region, with no backoff, and stays 
   });
 });
 
+test("submissions in flight together each try every region once", async () => {
+  const dead = await closedPort();
+  await withRegions([200], async ([live]) => {
+    const { c, sleeps } = client([dead, (live as Region).url], 0);
+    const results = await Promise.all([1, 2, 3, 4].map((epoch) => c.submitPCS(samplePCS(epoch))));
+    assert.deepEqual(
+      results.map((r) => r.status),
+      [200, 200, 200, 200],
+    );
+    assert.equal(c.baseURL, (live as Region).url);
+    assert.deepEqual(sleeps, []);
+  });
+});
+
 test("a 503 moves to the next region with the same bytes, before any backoff", async () => {
   await withRegions([503, 200], async ([down, live]) => {
     const { c, sleeps, retries } = client(`${(down as Region).url},${(live as Region).url}`);
