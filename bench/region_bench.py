@@ -1,10 +1,14 @@
 """`make bench`, regions: replay throughput (chunks/s, PCS/s) and replication lag under load.
 
-Two regions on this machine, each with its own scratch PostgreSQL database (``flk_bench_region_a``/``_b``),
-Redis dbs (7-8 / 9-10), WAL directory and bucket on one moto S3 server:
+Two regions on this machine (a third, C, for the replay baseline), each with its own scratch PostgreSQL
+database (``flk_bench_region_a``/``_b``/``_c``), Redis dbs (7-8 / 9-10 / 11-12), WAL directory and bucket
+on one moto S3 server:
 
 1. Replay: BENCH_REGION_PCS PCS are posted to A in batches of 500; A ships its WAL (``crr ship``);
    B replays it (``crr_pull`` timed inside the process, Django start-up excluded). chunks/s and PCS/s.
+   Then BENCH_REGION_SINGLES single submissions to A, shipped to B and to a third region C; B replays
+   them in groups (CRR_REPLAY_GROUP's default) and C one request per transaction (CRR_REPLAY_GROUP=1),
+   the baseline of the same run.
 2. Lag under load: A's gunicorn, a ``crr`` worker with beat in each region (ship interval
    BENCH_REGION_INTERVAL s); BENCH_REGION_LOAD_SECONDS of single submissions to A from 4 clients; then
    per PCS, A's receive time to B's decision (p50/p95/max) and per chunk the age of its first byte
@@ -37,6 +41,7 @@ from flk_agent.signing import HmacSigner
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PCS = int(os.environ.get("BENCH_REGION_PCS", "5000"))
+SINGLES = int(os.environ.get("BENCH_REGION_SINGLES", "3000"))
 LOAD_S = float(os.environ.get("BENCH_REGION_LOAD_SECONDS", "15"))
 INTERVAL = os.environ.get("BENCH_REGION_INTERVAL", "2")
 HMAC_KEY = "flk-bench-region-hmac"
@@ -183,13 +188,14 @@ def main() -> None:
         s3 = boto3.client(
             "s3", endpoint_url=endpoint, region_name="us-east-1", **{k.lower(): v for k, v in CREDS.items()}
         )
-        bucket_a, bucket_b = (f"flk-bench-{r}-{uuid.uuid4().hex[:8]}" for r in "ab")
-        for bucket in (bucket_a, bucket_b):
+        bucket_a, bucket_b, bucket_c = (f"flk-bench-{r}-{uuid.uuid4().hex[:8]}" for r in "abc")
+        for bucket in (bucket_a, bucket_b, bucket_c):
             s3.create_bucket(Bucket=bucket)
-        env_a = _env("a", bucket_a, bucket_b, endpoint, work, 7)
+        env_a = _env("a", bucket_a, f"{bucket_b},{bucket_c}", endpoint, work, 7)
         env_b = _env("b", bucket_b, bucket_a, endpoint, work, 9)
-        redis_flush(7, 8, 9, 10)
-        for name, env in (("a", env_a), ("b", env_b)):
+        env_c = {**_env("c", bucket_c, bucket_a, endpoint, work, 11), "CRR_REPLAY_GROUP": "1"}
+        redis_flush(7, 8, 9, 10, 11, 12)
+        for name, env in (("a", env_a), ("b", env_b), ("c", env_c)):
             _recreate(f"flk_bench_region_{name}")
             _manage(env, "migrate", "-v", "0")
             _manage(env, "flk_init")
@@ -214,6 +220,33 @@ def main() -> None:
             "chunks_per_s": pulled["chunks"] / pulled["seconds"],
             "pcs_per_s": PCS / pulled["seconds"],
             "shipped_chunks": shipped["chunks"],
+        }
+        _manage(env_c, "shell", "-c", PULL_TIMED)  # C catches up on the batches, untimed
+
+        # 1b. Single submissions replayed in groups (B) and one per transaction (C, the baseline).
+        singles = factory.bodies(SINGLES)
+
+        def post_singles(part: list[str]) -> None:
+            with httpx.Client(timeout=60) as client:
+                for body in part:
+                    client.post(f"{url_a}/v1/pcs/submit", content=body).raise_for_status()
+
+        posters = [threading.Thread(target=post_singles, args=(singles[i::8],)) for i in range(8)]
+        for t in posters:
+            t.start()
+        for t in posters:
+            t.join()
+        _manage(env_a, "crr", "ship")
+        grouped = json.loads(_manage(env_b, "shell", "-c", PULL_TIMED).strip().splitlines()[-1])
+        alone = json.loads(_manage(env_c, "shell", "-c", PULL_TIMED).strip().splitlines()[-1])
+        singles_replay = {
+            "pcs": SINGLES,
+            "grouped_seconds": grouped["seconds"],
+            "grouped_pcs_per_s": grouped["requests"] / grouped["seconds"],
+            "one_per_transaction_seconds": alone["seconds"],
+            "one_per_transaction_pcs_per_s": alone["requests"] / alone["seconds"],
+            "ratio": alone["seconds"] / grouped["seconds"],
+            "requests": (grouped["requests"], alone["requests"]),
         }
 
         # 2. Lag under load.
@@ -283,6 +316,10 @@ def main() -> None:
         f"region replay: {replay['pcs']} PCS in {replay['chunks']} chunks ({replay['bytes']} bytes) "
         f"replayed in {replay['seconds']:.2f} s = {replay['chunks_per_s']:.1f} chunks/s, "
         f"{replay['pcs_per_s']:.0f} PCS/s\n"
+        f"single submissions replayed: {singles_replay['pcs']} PCS, grouped "
+        f"{singles_replay['grouped_pcs_per_s']:.0f} PCS/s vs one per transaction "
+        f"{singles_replay['one_per_transaction_pcs_per_s']:.0f} PCS/s (same run) = "
+        f"{singles_replay['ratio']:.2f}x\n"
         f"lag under load: {lag['accepted_in_a']} PCS accepted by A in {LOAD_S:.0f} s "
         f"({lag['pcs_per_s_offered']:.0f}/s), ship interval {INTERVAL} s; A receive -> B decision "
         f"p50 {lag['a_receive_to_b_decision_p50']:.2f} s, p95 {lag['a_receive_to_b_decision_p95']:.2f} s, "
@@ -290,7 +327,7 @@ def main() -> None:
         f"{lag['chunk_replay_age_p95']:.2f} s over {lag['chunks']} chunks; "
         f"decided in B {lag['decided_in_b']}/{lag['accepted_in_a']}"
     )
-    write_results("region", text, {"replay": replay, "lag": lag})
+    write_results("region", text, {"replay": replay, "singles_replay": singles_replay, "lag": lag})
 
 
 if __name__ == "__main__":
