@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,11 +84,24 @@ type RetryInfo struct {
 	Delay      time.Duration // at least RetryAfter
 }
 
-// Client submits PCS to one FLK server. Configure the exported fields before the first use.
+// Client submits PCS to FLK, failing over between several endpoints (regions). Configure the exported
+// fields before the first use; SubmitPCS may then be called from several goroutines.
+//
+// Each try goes to the current endpoint; no answer (connection refused or reset, DNS, Timeout) or a 503
+// moves it to the next, which is sent the same bytes, each endpoint at most once per try; the endpoint
+// that answered stays current. Only when every endpoint failed does the retry logic see the failure
+// (the last 503 with its Retry-After, or the last network error) and back off before the next try.
+// Resending to another region is safe: each deduplicates on pcs_id and replicates its decisions to
+// the others (docs/regions.md).
 type Client struct {
-	BaseURL  string
-	TenantID string
-	Signer   Signer
+	// BaseURL is the server, e.g. http://127.0.0.1:8000, or several comma-separated
+	// ("https://eu.example,https://us.example"); used when Endpoints is empty.
+	BaseURL string
+	// Endpoints, when not empty, are the servers (regions) in the order they are tried, instead of
+	// BaseURL. WithEndpoints sets them.
+	Endpoints []string
+	TenantID  string
+	Signer    Signer
 	// HTTPClient does the requests (http.DefaultClient's transport; Timeout applies per request).
 	HTTPClient *http.Client
 	// Timeout of one request (default 10 s).
@@ -107,9 +121,73 @@ type Client struct {
 	Rand  func() float64
 
 	configErr error
+	current   atomic.Int64 // index of the endpoint that answered last
+	failovers atomic.Int64
 }
 
-// NewClient returns a client for baseURL; tenantID is sent as X-Tenant-Id (ignored by a single-tenant
+// ParseEndpoints returns the base URLs in urls, each one URL or several comma-separated (blanks
+// dropped, trailing slashes removed); an error wrapping ErrInvalidPCS when there is none or one is not
+// an http:// or https:// URL.
+func ParseEndpoints(urls ...string) ([]string, error) {
+	var endpoints []string
+	for _, part := range urls {
+		for _, item := range strings.Split(part, ",") {
+			endpoint := strings.TrimRight(strings.TrimSpace(item), "/")
+			if endpoint == "" {
+				continue
+			}
+			if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
+				return nil, fmt.Errorf("%w: baseURL must be an http:// or https:// URL: %q", ErrInvalidPCS, endpoint)
+			}
+			endpoints = append(endpoints, endpoint)
+		}
+	}
+	if len(endpoints) == 0 {
+		return nil, fmt.Errorf("%w: baseURL must be an http:// or https:// URL", ErrInvalidPCS)
+	}
+	return endpoints, nil
+}
+
+// WithEndpoints sets the endpoints (regions) to fail over between, each argument one URL or several
+// comma-separated; invalid ones make every SubmitPCS fail with ErrInvalidPCS, as NewClient does.
+func (c *Client) WithEndpoints(urls ...string) *Client {
+	endpoints, err := ParseEndpoints(urls...)
+	if err != nil {
+		c.configErr = err
+		return c
+	}
+	c.Endpoints = endpoints
+	return c
+}
+
+// endpoints are Endpoints, or else BaseURL's comma-separated URLs.
+func (c *Client) endpoints() []string {
+	if len(c.Endpoints) > 0 {
+		return c.Endpoints
+	}
+	var endpoints []string
+	for _, item := range strings.Split(c.BaseURL, ",") {
+		if endpoint := strings.TrimRight(strings.TrimSpace(item), "/"); endpoint != "" {
+			endpoints = append(endpoints, endpoint)
+		}
+	}
+	return endpoints
+}
+
+// Endpoint is the base URL requests go to now (the one that answered last).
+func (c *Client) Endpoint() string {
+	endpoints := c.endpoints()
+	if len(endpoints) == 0 {
+		return ""
+	}
+	return endpoints[int(c.current.Load())%len(endpoints)]
+}
+
+// Failovers is how many times a request moved to another endpoint, over the client's life.
+func (c *Client) Failovers() int64 { return c.failovers.Load() }
+
+// NewClient returns a client for baseURL, one URL or several comma-separated (regions, see Client);
+// tenantID is sent as X-Tenant-Id (ignored by a single-tenant
 // server); signingKey is the HMAC secret text or the Ed25519 seed's 64 hex digits; alg is "hmac" or
 // "ed25519". A key that does not parse makes every SubmitPCS fail with ErrInvalidPCS; NewClientE
 // reports it at once.
@@ -124,7 +202,7 @@ func NewClient(baseURL, tenantID, signingKey, alg string) *Client {
 // NewClientE is NewClient that reports a bad URL or key at once.
 func NewClientE(baseURL, tenantID, signingKey, alg string) (*Client, error) {
 	c := &Client{
-		BaseURL:       strings.TrimRight(baseURL, "/"),
+		BaseURL:       strings.TrimRight(strings.TrimSpace(baseURL), "/"),
 		TenantID:      tenantID,
 		HTTPClient:    &http.Client{},
 		Timeout:       10 * time.Second,
@@ -134,9 +212,11 @@ func NewClientE(baseURL, tenantID, signingKey, alg string) (*Client, error) {
 		MaxRetryAfter: 60 * time.Second,
 		UserAgent:     "flk-sdk-go/0.1",
 	}
-	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
-		return c, fmt.Errorf("%w: baseURL must be an http:// or https:// URL", ErrInvalidPCS)
+	endpoints, err := ParseEndpoints(baseURL)
+	if err != nil {
+		return c, err
 	}
+	c.BaseURL = strings.Join(endpoints, ",")
 	if signingKey != "" {
 		s, err := NewSigner(alg, signingKey, "")
 		if err != nil {
@@ -205,7 +285,7 @@ func (c *Client) SubmitPCS(ctx context.Context, pcs *PCS) (*SubmitResult, error)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidPCS, err)
 		}
-		result, failure := c.post(ctx, body, attempt)
+		result, failure := c.try(ctx, body, attempt)
 		if failure == nil {
 			result.PcsID = p.PcsID
 			return result, nil
@@ -237,14 +317,43 @@ func (c *Client) SubmitPCS(ctx context.Context, pcs *PCS) (*SubmitResult, error)
 	}
 }
 
-func (c *Client) post(ctx context.Context, body []byte, attempt int) (*SubmitResult, error) {
+// try sends one try's body to the current endpoint, then to the next ones on no answer or a 503
+// (see Client); it returns the answer of the endpoint that answered, or the last failure.
+func (c *Client) try(ctx context.Context, body []byte, attempt int) (*SubmitResult, error) {
+	endpoints := c.endpoints()
+	count := len(endpoints)
+	if count == 0 {
+		return nil, fmt.Errorf("%w: no endpoint (BaseURL and Endpoints are empty)", ErrInvalidPCS)
+	}
+	// From where this try started, not from current as other goroutines move it: each endpoint is
+	// tried once per try whatever they do.
+	start := int(c.current.Load()) % count
+	var failure error
+	for tried := 0; tried < count; tried++ {
+		index := (start + tried) % count
+		result, err := c.post(ctx, endpoints[index], body, attempt)
+		var apiErr *Error
+		if err != nil && !errors.As(err, &apiErr) {
+			return nil, err // the context ended, or the request could not be built
+		}
+		if err == nil || count == 1 || (apiErr.Status != 0 && apiErr.Status != 503) {
+			c.current.Store(int64(index))
+			return result, err
+		}
+		failure = err
+		c.failovers.Add(1)
+	}
+	return nil, failure
+}
+
+func (c *Client) post(ctx context.Context, endpoint string, body []byte, attempt int) (*SubmitResult, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
 	reqCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.BaseURL+SubmitPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, endpoint+SubmitPath, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidPCS, err)
 	}
@@ -357,9 +466,9 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Health is true when GET /healthz answers 200.
+// Health is true when GET /healthz of the current endpoint answers 200 (no failover).
 func (c *Client) Health(ctx context.Context) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint()+"/healthz", nil)
 	if err != nil {
 		return false
 	}

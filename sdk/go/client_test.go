@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,14 @@ type reply struct {
 type recorder struct {
 	mu   sync.Mutex
 	reqs []map[string]any
+	raws []string
 	hdrs []http.Header
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.reqs)
 }
 
 func scripted(t *testing.T, replies ...reply) (*httptest.Server, *recorder) {
@@ -34,6 +42,7 @@ func scripted(t *testing.T, replies ...reply) (*httptest.Server, *recorder) {
 		_ = json.Unmarshal(raw, &body)
 		rec.mu.Lock()
 		rec.reqs = append(rec.reqs, body)
+		rec.raws = append(rec.raws, string(raw))
 		rec.hdrs = append(rec.hdrs, r.Header.Clone())
 		n := len(rec.reqs)
 		rec.mu.Unlock()
@@ -189,7 +198,7 @@ func TestRateLimitAndNetworkErrors(t *testing.T) {
 	c = testClient(slow.URL, &sleeps)
 	c.Timeout, c.MaxRetries = 50*time.Millisecond, 1
 	_, err = c.SubmitPCS(context.Background(), samplePCS(t))
-	if !errors.Is(err, ErrNetwork) || !errors.As(err, &e) || e.Code != "timeout" || len(rec3.reqs) != 2 {
+	if !errors.Is(err, ErrNetwork) || !errors.As(err, &e) || e.Code != "timeout" || rec3.count() != 2 {
 		t.Fatalf("%v", err)
 	}
 	refused := testClient("http://127.0.0.1:1", &sleeps)
@@ -222,5 +231,136 @@ func TestEd25519ClientAndBadKey(t *testing.T) {
 	}
 	if _, err := NewClient(srv.URL, "", "not hex", "ed25519").SubmitPCS(context.Background(), samplePCS(t)); !errors.Is(err, ErrInvalidPCS) {
 		t.Fatalf("%v", err)
+	}
+}
+
+// Failover between endpoints (regions): a closed port and a scripted server answering 503 stand in
+// for failing regions (they are not FLK).
+
+var unavailable = reply{status: 503, body: `{"error":"store_unavailable","detail":"the database is unavailable"}`,
+	headers: map[string]string{"Retry-After": "5"}}
+
+// closedURL is the URL of a port nothing listens on (a server started, then closed): refused.
+func closedURL() string {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	return srv.URL
+}
+
+func TestParseEndpoints(t *testing.T) {
+	got, err := ParseEndpoints("http://a:1/, https://b:2", "http://c:3")
+	if err != nil || strings.Join(got, " ") != "http://a:1 https://b:2 http://c:3" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range [][]string{{" , "}, {}, {"http://a:1,ftp://b"}} {
+		if _, err := ParseEndpoints(bad...); !errors.Is(err, ErrInvalidPCS) {
+			t.Fatalf("%q: %v", bad, err)
+		}
+	}
+	c := NewClient("http://a:1/,http://b:2", "", "", "")
+	if c.Endpoint() != "http://a:1" || c.BaseURL != "http://a:1,http://b:2" {
+		t.Fatalf("%q %q", c.Endpoint(), c.BaseURL)
+	}
+	c = NewClient("http://a:1", "", "", "").WithEndpoints("http://x:1", "http://y:2")
+	if c.Endpoint() != "http://x:1" || len(c.Endpoints) != 2 {
+		t.Fatalf("%q %v", c.Endpoint(), c.Endpoints)
+	}
+	if _, err := NewClient("http://a:1", "", "k", "hmac").WithEndpoints("").SubmitPCS(context.Background(), samplePCS(t)); !errors.Is(err, ErrInvalidPCS) {
+		t.Fatalf("%v", err)
+	}
+}
+
+func TestRefusedConnectionMovesToTheNextEndpointAndStays(t *testing.T) {
+	live, rec := scripted(t, reply{status: 200, body: decision})
+	var sleeps []time.Duration
+	c := testClient(closedURL()+","+live.URL, &sleeps)
+	for epoch := 1; epoch <= 2; epoch++ {
+		p := samplePCS(t)
+		p.Epoch = uint64(epoch)
+		p.PcsID = ""
+		if res, err := c.SubmitPCS(context.Background(), p); err != nil || res.Status != 200 || res.Attempts != 1 {
+			t.Fatalf("%+v %v", res, err)
+		}
+	}
+	if rec.count() != 2 || c.Endpoint() != live.URL || c.Failovers() != 1 || len(sleeps) != 0 {
+		t.Fatalf("%d requests, endpoint %q, %d failovers, sleeps %v", rec.count(), c.Endpoint(), c.Failovers(), sleeps)
+	}
+}
+
+func TestA503MovesToTheNextEndpointWithTheSameBytesBeforeAnyBackoff(t *testing.T) {
+	down, downRec := scripted(t, unavailable)
+	live, liveRec := scripted(t, reply{status: 200, body: decision})
+	var sleeps []time.Duration
+	c := testClient("http://unused", &sleeps).WithEndpoints(down.URL, live.URL)
+	res, err := c.SubmitPCS(context.Background(), samplePCS(t))
+	if err != nil || res.Status != 200 || res.Attempts != 1 || len(sleeps) != 0 {
+		t.Fatalf("%+v %v (sleeps %v)", res, err, sleeps)
+	}
+	if downRec.count() != 1 || liveRec.count() != 1 || downRec.raws[0] != liveRec.raws[0] {
+		t.Fatalf("not resent byte for byte:\n%s\n%s", downRec.raws, liveRec.raws)
+	}
+	if c.Endpoint() != live.URL {
+		t.Fatalf("endpoint %q", c.Endpoint())
+	}
+}
+
+func TestEveryEndpointFailingGoesToTheBackoffWithTheLastFailure(t *testing.T) {
+	down, rec := scripted(t, unavailable)
+	dead := closedURL()
+	var sleeps []time.Duration
+	var infos []RetryInfo
+	c := testClient(dead+","+down.URL, &sleeps)
+	c.MaxRetries = 1
+	c.OnRetry = func(i RetryInfo) { infos = append(infos, i) }
+	_, err := c.SubmitPCS(context.Background(), samplePCS(t))
+	var e *Error
+	if !errors.Is(err, ErrServer) || !errors.As(err, &e) || e.Status != 503 || e.RetryAfter != 5*time.Second || e.Attempts != 2 {
+		t.Fatalf("%v", err)
+	}
+	if len(infos) != 1 || infos[0].Status != 503 || len(sleeps) != 1 || sleeps[0] < 5*time.Second {
+		t.Fatalf("%+v %v", infos, sleeps)
+	}
+	if rec.count() != 2 || c.Failovers() != 4 || rec.reqs[0]["attempt"] != 1.0 || rec.reqs[1]["attempt"] != 2.0 {
+		t.Fatalf("%d requests, %d failovers", rec.count(), c.Failovers())
+	}
+	// The last one tried refused: the network error is the one the backoff sees.
+	c = testClient(down.URL+","+dead, &sleeps)
+	c.MaxRetries = 0
+	if _, err = c.SubmitPCS(context.Background(), samplePCS(t)); !errors.Is(err, ErrNetwork) {
+		t.Fatalf("%v", err)
+	}
+	// One endpoint: a 503 goes straight to the backoff, as before.
+	c = testClient(down.URL, &sleeps)
+	c.MaxRetries = 1
+	before := rec.count()
+	if _, err = c.SubmitPCS(context.Background(), samplePCS(t)); !errors.Is(err, ErrServer) || rec.count()-before != 2 || c.Failovers() != 0 {
+		t.Fatalf("%v, %d requests, %d failovers", err, rec.count()-before, c.Failovers())
+	}
+}
+
+func TestSubmissionsInFlightTogetherEachTryEveryEndpointOnce(t *testing.T) {
+	live, rec := scripted(t, reply{status: 200, body: decision})
+	var sleeps []time.Duration
+	c := testClient(closedURL()+","+live.URL, &sleeps)
+	c.MaxRetries = 0 // a failure would be returned, not retried
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.SubmitPCS(context.Background(), samplePCS(t))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec.count() != 8 || c.Endpoint() != live.URL {
+		t.Fatalf("%d requests, endpoint %q", rec.count(), c.Endpoint())
 	}
 }
