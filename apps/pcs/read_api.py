@@ -236,7 +236,12 @@ def _tier_unavailable(detail: str) -> ApiError:
 
 
 class PcsListView(_TenantScoped, ListAPIView):
-    """``GET /v1/pcs?since=…&status=accepted|escalated|rejected``, newest first, cursor-paginated."""
+    """``GET /v1/pcs?since=…&status=accepted|escalated|rejected``, newest first, cursor-paginated.
+
+    Warm and cold records alike (``apps.pcs.tiers.records_list``): a record keeps its id when it is
+    demoted, so the order and the cursors span both tiers. A page's cold records are read from the
+    cold store; when it cannot be read, or a copy fails its digest, the list answers 503 like a lookup.
+    """
 
     serializer_class = PcsRecordSerializer
     pagination_class = DecidedFirstPagination
@@ -253,14 +258,24 @@ class PcsListView(_TenantScoped, ListAPIView):
         responses={200: PcsRecordSerializer(many=True), **error_responses(400, 401, 406, 503)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
+        try:
+            return super().get(request, *args, **kwargs)
+        except tiers.TierCorrupt as exc:
+            raise _tier_unavailable("a stored copy on this page failed its integrity check") from exc
+        except tiers.TierUnavailable as exc:
+            raise _tier_unavailable("the cold tier is unavailable") from exc
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self) -> tiers.TieredRecords:
         params = self.request.query_params
         since = datetime_param(params, "since")
         status = choice_param(params, "status", STATUS_FILTERS)
-        return pcs_records(tenant=self.request.user.tenant, since=since, status=status).select_related(
-            "tenant"
+        tenant = self.request.user.tenant
+        return tiers.records_list(
+            tenant=tenant,
+            warm=pcs_records(tenant=tenant, since=since, status=status).select_related("tenant"),
+            window=tiers.RecordWindow(
+                status_code=STATUS_FILTERS[status] if status is not None else None, since=since
+            ),
         )
 
 

@@ -15,12 +15,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Protocol
 
+from django.db.models import QuerySet
 from prometheus_client import Counter
 
 from apps.pcs.dedup import Claim, DedupUnavailable, StoredOutcome, get_dedup_store
 from apps.pcs.models import PcsRecord
+from apps.tenants.models import Tenant
 
 logger = logging.getLogger("flk.tiering")
 
@@ -52,6 +56,14 @@ class ColdReader(Protocol):
 
     def lookup_many(self, tenant_id: int, pcs_ids: Iterable[str]) -> dict[str, PcsRecord]:
         """The records the cold tier holds among ``pcs_ids``, by pcs_id."""
+        ...
+
+    def index_page(self, tenant_id: int, window: RecordWindow, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` (record id, pcs_id) of the cold index in ``window``, in its order.
+
+        Read from the index alone (no object is fetched): the list pages through both tiers by
+        record id, then reads only the cold records that made the page.
+        """
         ...
 
 
@@ -106,6 +118,102 @@ def records_lookup(*, tenant_id: int, pcs_ids: Iterable[str]) -> dict[str, PcsRe
         cold_hits.inc(len(cold))
         found.update(cold)
     return found
+
+
+@dataclass(frozen=True)
+class RecordWindow:
+    """Which of a tenant's records a list shows, and from where: what both tiers must agree on.
+
+    ``status_code`` and ``since`` (decided at or after) are the list's filters; ``after_id`` and
+    ``before_id`` the cursor's position (exclusive); ``newest_first`` the order by record id. A record
+    keeps its warm id in the cold tier, so one id order spans both tiers.
+    """
+
+    status_code: int | None = None
+    since: datetime | None = None
+    after_id: int | None = None
+    before_id: int | None = None
+    newest_first: bool = True
+
+
+class TieredRecords:
+    """A tenant's decided records, warm and cold, in record id order: the read API's list.
+
+    It offers exactly what DRF's ``CursorPagination`` calls on a queryset (``order_by`` on ``id``,
+    ``filter`` by ``id__lt``/``id__gt``, a slice), so the list keeps its cursors and links while its
+    rows come from two tables. A slice reads the warm rows and the cold index rows of the window (each
+    at most as many as the slice needs), merges them by id and reads only the page's cold records from
+    the object store (one ranged read per frame). Warm is read before cold: a record demoted in
+    between is then seen twice and kept once (by id), never missed. Cold reads raise
+    ``TierUnavailable`` or ``TierCorrupt`` like a lookup does.
+    """
+
+    model = PcsRecord  # for schema generation, which asks a view's queryset for its model
+
+    def __init__(self, *, warm: QuerySet[PcsRecord], tenant: Tenant, window: RecordWindow) -> None:
+        self._warm = warm
+        self._tenant = tenant
+        self._window = window
+
+    def _with(self, window: RecordWindow) -> TieredRecords:
+        return TieredRecords(warm=self._warm, tenant=self._tenant, window=window)
+
+    def order_by(self, *fields: str) -> TieredRecords:
+        """Order by record id, newest first (``-id``) or oldest first (``id``); nothing else."""
+        if fields not in (("-id",), ("id",), ("-pk",), ("pk",)):
+            raise ValueError(f"records across tiers are ordered by id only, not {fields}")
+        return self._with(replace(self._window, newest_first=fields[0].startswith("-")))
+
+    def filter(self, **lookups: object) -> TieredRecords:
+        """Narrow to ids below (``id__lt``) or above (``id__gt``) a cursor position."""
+        window = self._window
+        for name, value in lookups.items():
+            if name in ("id__lt", "pk__lt"):
+                window = replace(window, before_id=int(value))
+            elif name in ("id__gt", "pk__gt"):
+                window = replace(window, after_id=int(value))
+            else:
+                raise ValueError(f"records across tiers are filtered by id only, not {name}")
+        return self._with(window)
+
+    def __getitem__(self, index: slice) -> list[PcsRecord]:
+        if not isinstance(index, slice) or index.step is not None:
+            raise TypeError("records across tiers are read in slices")
+        start, stop = index.start or 0, index.stop
+        if stop is None or start < 0 or stop < start:
+            raise ValueError("records across tiers are read in bounded slices")
+        window = self._window
+        warm = self._warm.order_by("-id" if window.newest_first else "id")
+        if window.before_id is not None:
+            warm = warm.filter(id__lt=window.before_id)
+        if window.after_id is not None:
+            warm = warm.filter(id__gt=window.after_id)
+        merged: dict[int, PcsRecord | str] = {record.id: record for record in warm[:stop]}
+        if _cold_reader is not None:
+            for record_id, pcs_id in _cold_reader.index_page(self._tenant.pk, window, stop):
+                merged.setdefault(record_id, pcs_id)  # warm wins: the copy read first
+        ids = sorted(merged, reverse=window.newest_first)[start:stop]
+        wanted = [merged[i] for i in ids if isinstance(merged[i], str)]
+        cold = _cold_reader.lookup_many(self._tenant.pk, wanted) if wanted and _cold_reader else {}
+        page: list[PcsRecord] = []
+        for record_id in ids:
+            entry = merged[record_id]
+            if isinstance(entry, str):
+                entry = cold.get(entry)
+                if entry is None:  # evicted since the index was read: gone, not an error
+                    continue
+                entry.tenant = self._tenant
+            page.append(entry)
+        return page
+
+
+def records_list(*, tenant: Tenant, warm: QuerySet[PcsRecord], window: RecordWindow) -> TieredRecords:
+    """The tenant's records across tiers: ``warm`` (already filtered) and the cold index in ``window``.
+
+    ``window`` must carry the same filters as ``warm`` (status, since): the cold side applies them to
+    its index columns.
+    """
+    return TieredRecords(warm=warm.filter(tenant=tenant), tenant=tenant, window=window)
 
 
 def record_promote(*, record: PcsRecord) -> None:

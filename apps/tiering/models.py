@@ -66,14 +66,24 @@ class ColdRecord(models.Model):
     offset = models.PositiveIntegerField()
     length = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
-    # For eviction past TIER_COLD_TTL, and the admin's per-tenant figures.
+    # For eviction past TIER_COLD_TTL, the list's ``since`` filter, and the admin's per-tenant figures.
     decided_at = models.DateTimeField()
+    # The read API lists warm and cold records together from the index alone, never reading an object
+    # to decide what is on a page: ordered and paged by the record's warm id, filtered by status.
+    record_id = models.BigIntegerField(help_text="the record's id while it was warm (PcsRecord.id)")
+    status_code = models.PositiveSmallIntegerField(
+        null=True, help_text="the decision's status; null only when a backfill found no decision entry"
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["tenant", "pcs_id"], name="cold_record_tenant_pcs_id_uniq")
         ]
-        indexes = [models.Index(fields=["tenant", "decided_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "decided_at"]),
+            # The list: a tenant's cold records by id (scanned backwards for newest first).
+            models.Index(fields=["tenant", "record_id"], name="cold_record_tenant_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.pcs_id} in {self.object_key}"

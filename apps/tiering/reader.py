@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from apps.pcs.models import PcsRecord
-from apps.pcs.tiers import TierCorrupt
+from apps.pcs.tiers import RecordWindow, TierCorrupt
 from apps.tiering import metrics
 from apps.tiering.codec import CodecError, decompress, record_from_bytes, slice_record, unpack_record
 from apps.tiering.models import ColdRecord
@@ -72,3 +72,18 @@ class ColdIndexReader:
                 except CodecError as exc:
                     raise _corrupt(row, str(exc)) from exc
         return found
+
+    def index_page(self, tenant_id: int, window: RecordWindow, limit: int) -> list[tuple[int, str]]:
+        """(record id, pcs_id) of the tenant's cold records in ``window``: the index alone, no object."""
+        rows = ColdRecord.objects.filter(tenant_id=tenant_id)
+        if window.status_code is not None:
+            rows = rows.filter(status_code=window.status_code)
+        if window.since is not None:
+            rows = rows.filter(decided_at__gte=window.since)
+        if window.before_id is not None:
+            rows = rows.filter(record_id__lt=window.before_id)
+        if window.after_id is not None:
+            rows = rows.filter(record_id__gt=window.after_id)
+        # (tenant, record_id) index, in either direction.
+        order = "-record_id" if window.newest_first else "record_id"
+        return list(rows.order_by(order).values_list("record_id", "pcs_id")[:limit])

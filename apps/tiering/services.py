@@ -216,6 +216,11 @@ def _index_and_delete(batch: DemotionBatch) -> None:
         if locked.state != DemotionBatch.VERIFIED:
             batch.state = locked.state
             return
+        pks = [p.pk for p in placed]
+        # The list's filter reads the status from the index, never from the object.
+        statuses = dict(
+            PcsRecord.objects.filter(tenant_id=batch.tenant_id, pk__in=pks).values_list("pk", "status_code")
+        )
         ColdRecord.objects.bulk_create(
             [
                 ColdRecord(
@@ -229,14 +234,14 @@ def _index_and_delete(batch: DemotionBatch) -> None:
                     length=p.length,
                     sha256=p.sha256,
                     decided_at=datetime.fromisoformat(p.decided_at),
+                    record_id=p.pk,
+                    status_code=statuses.get(p.pk),
                 )
                 for p in placed
             ],
             batch_size=1000,
         )
-        deleted, _ = PcsRecord.objects.filter(
-            tenant_id=batch.tenant_id, pk__in=[p.pk for p in placed]
-        ).delete()
+        deleted, _ = PcsRecord.objects.filter(tenant_id=batch.tenant_id, pk__in=pks).delete()
         locked.state = DemotionBatch.DELETED
         locked.save(update_fields=["state", "updated_at"])
         count = len(placed)
