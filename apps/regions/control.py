@@ -1,4 +1,4 @@
-"""Control-plane replication: tenants, signing keys and policies as versioned snapshots.
+"""Control-plane replication: tenants, signing keys, policies and API tokens as versioned snapshots.
 
 The shipper publishes a snapshot of the whole control plane to each remote bucket whenever it changed
 (``control/<region>/<version>.json``, written once, version + 1 each time). The reader applies the
@@ -12,6 +12,8 @@ differs from what it last took from the source), the region whose id sorts first
 regions, so two regions never swap their versions back and forth. Nothing is deleted by replication.
 
 HMAC secrets travel as the Fernet tokens they are stored as: regions share ``FLK_ENCRYPTION_KEYS``.
+API tokens travel as their SHA-256 (the raw token is never stored), so a token issued in one region
+authenticates in the other after one interval; a revocation in either region wins over a live copy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from apps.audit.services import audit_append
 from apps.policy.models import Policy
 from apps.regions import storage
 from apps.regions.models import ControlApplied, ShipTarget, SourceCursor
-from apps.tenants.models import SigningKey, Tenant
+from apps.tenants.models import ApiToken, SigningKey, Tenant
 from apps.tenants.selectors import reset_key_cache
 
 logger = logging.getLogger("flk.regions")
@@ -48,6 +50,8 @@ TENANT_FIELDS = (
 )
 KEY_FIELDS = ("alg", "secret_encrypted", "public_key_b64", "not_before", "not_after", "created_by")
 POLICY_FIELDS = ("name", "status", "params", "rules", "canary_share", "created_by")
+TOKEN_FIELDS = ("name", "scope", "prefix", "created_by", "revoked_at")
+KIND_ORDER = {"tenant": 0, "key": 1, "policy": 2, "token": 3}  # owners before what they own
 # Live statuses last, so that an incoming active policy meets the other versions already retired.
 _STATUS_ORDER = {Policy.DRAFT: 0, Policy.RETIRED: 1, Policy.CANARY: 2, Policy.ACTIVE: 3}
 
@@ -66,6 +70,10 @@ def control_snapshot() -> dict[str, dict[str, Any]]:
     for policy in Policy.objects.select_related("tenant").order_by("tenant__slug", "version"):
         objects[f"policy:{policy.tenant.slug}:{policy.version}"] = {
             f: _plain(getattr(policy, f)) for f in POLICY_FIELDS
+        }
+    for token in ApiToken.objects.select_related("tenant").order_by("tenant__slug", "token_hash"):
+        objects[f"token:{token.tenant.slug}:{token.token_hash}"] = {
+            f: _plain(getattr(token, f)) for f in TOKEN_FIELDS
         }
     return objects
 
@@ -125,7 +133,7 @@ def _apply_objects(source: str, version: int, objects: dict[str, dict[str, Any]]
     def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
         kind = item[0].split(":", 1)[0]
         return (
-            {"tenant": 0, "key": 1, "policy": 2}[kind],
+            KIND_ORDER[kind],
             _STATUS_ORDER.get(item[1].get("status", ""), 0),
             item[0],
         )
@@ -171,6 +179,9 @@ def _upsert(object_key: str, fields: dict[str, Any]) -> None:
             tenant=tenant, key_id=rest[0], defaults=_datetimes(fields, ("not_before", "not_after"))
         )
         return
+    if kind == "token":
+        _token_upsert(tenant, rest[0], fields)
+        return
     version = rest[0]
     status = fields.get("status")
     if status in (Policy.ACTIVE, Policy.CANARY):
@@ -179,3 +190,12 @@ def _upsert(object_key: str, fields: dict[str, Any]) -> None:
             status=Policy.RETIRED
         )
     Policy.objects.update_or_create(tenant=tenant, version=version, defaults=fields)
+
+
+def _token_upsert(tenant: Tenant, token_hash: str, fields: dict[str, Any]) -> None:
+    """Take a token's fields, keeping the earliest revocation of the two regions (revoked stays revoked)."""
+    fields = _datetimes(fields, ("revoked_at",))
+    mine = ApiToken.objects.filter(token_hash=token_hash).values_list("revoked_at", flat=True).first()
+    revocations = [at for at in (mine, fields["revoked_at"]) if at is not None]
+    fields["revoked_at"] = min(revocations) if revocations else None
+    ApiToken.objects.update_or_create(token_hash=token_hash, defaults={"tenant": tenant, **fields})

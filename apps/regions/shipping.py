@@ -167,6 +167,7 @@ def _ship_segments(target: ShipTarget, directory: Path, report: ShipReport) -> N
         if name in finished:
             continue
         row, _ = ShippedSegment.objects.get_or_create(bucket=target.bucket, segment=name)
+        size_at_start: int | None = None
         while True:
             path = _segment_path(directory, name)
             if path is None:
@@ -174,6 +175,13 @@ def _ship_segments(target: ShipTarget, directory: Path, report: ShipReport) -> N
             # Checked before reading: a segment nobody holds gets no more records, so an empty read
             # after this means it is shipped whole.
             active = wal.segment_is_active(path)
+            if size_at_start is None:
+                size_at_start = path.stat().st_size
+            elif active and row.shipped_bytes >= size_at_start:
+                # The rest waits for the next run: under load an active segment always has a few new
+                # records, and chasing them would ship a train of tiny chunks, each costing the reader
+                # its fixed price (two S3 reads, a transaction).
+                break
             data = wal.read_frames(path, row.shipped_bytes, settings.CRR_CHUNK_MAX_BYTES)
             if not data:
                 if not active:

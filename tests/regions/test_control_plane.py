@@ -1,5 +1,6 @@
-"""Control-plane snapshots: a tenant created, a key rotated and a policy activated in A verify in B
-after one shipment, with the HMAC secrets still encrypted; applying B's echo changes nothing in A."""
+"""Control-plane snapshots: a tenant created, a key rotated, a policy activated and an API token issued
+in A work in B after one shipment, with the HMAC secrets still encrypted; applying B's echo changes
+nothing in A; a token revoked in A is refused in B after the next one."""
 
 from __future__ import annotations
 
@@ -13,11 +14,24 @@ from apps.policy.services import policy_activate, policy_create
 from apps.regions.reader import crr_pull
 from apps.regions.shipping import crr_ship
 from apps.tenants.models import SigningKey
-from apps.tenants.services import key_rotate, tenant_create
+from apps.tenants.services import key_rotate, tenant_create, token_issue, token_revoke
 from flk_agent.signing import HmacSigner
 from tests.support.pcs_factory import make_pcs
 
 MULTI_TENANT_IN_B = "from django.conf import settings; settings.MULTI_TENANT = {on}; result = True"
+# Region B's own authentication class, in B's process, on a request carrying the raw token.
+AUTHENTICATE_IN_B = """
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
+from apps.tenants.auth import TenantTokenAuthentication
+request = Request(APIRequestFactory().get("/v1/pcs", HTTP_AUTHORIZATION="Bearer {raw}"))
+try:
+    principal, _ = TenantTokenAuthentication().authenticate(request)
+    result = f"{{principal.tenant.slug}}:{{principal.scope}}"
+except AuthenticationFailed:
+    result = "refused"
+"""
 
 
 def test_a_new_tenant_a_rotated_key_and_a_policy_replicate_and_verify_in_b(regions, settings):
@@ -31,6 +45,7 @@ def test_a_new_tenant_a_rotated_key_and_a_policy_replicate_and_verify_in_b(regio
             tenant=tenant, name="acme", version="1.1.0", params={}, rules=[], actor="ops@a"
         )
         policy_activate(policy=policy, actor="ops@a")
+        token, raw_token = token_issue(tenant=tenant, name="reviewers", actor="ops@a", scope="review")
         pcs = make_pcs(HmacSigner(rotated.secret.encode()), epoch=1, key_id=rotated.key.key_id)
         answer = pcs_submit(body=json.dumps(pcs).encode(), tenant_header="acme", received_at=timezone.now())
         assert answer.status == 200, answer.body
@@ -58,6 +73,8 @@ def test_a_new_tenant_a_rotated_key_and_a_policy_replicate_and_verify_in_b(regio
             "WHERE e.kind = 'control_replicated' AND t.slug = 'acme'"
         )
         assert [actor for actor, _ in replicated] == ["region:a"]
+        # The token issued in A authenticates in B, for its tenant and scope; B never saw the raw value.
+        assert b.shell.run("exec", AUTHENTICATE_IN_B.format(raw=raw_token)) == "acme:review"
 
         # B publishes its control plane back; applying it in A is a no-op (nothing flips back and forth).
         b.crr("ship")
@@ -66,5 +83,11 @@ def test_a_new_tenant_a_rotated_key_and_a_policy_replicate_and_verify_in_b(regio
         assert report.controls_applied == 1 and report.stopped == []
         assert AuditEntry.objects.filter(kind="control_replicated").count() == 0
         assert AuditEntry.objects.count() == before
+
+        # Revoked in A: refused in B after the next shipment.
+        token_revoke(token=token, actor="ops@a")
+        crr_ship()
+        assert b.crr("pull")["controls_applied"] == 1
+        assert b.shell.run("exec", AUTHENTICATE_IN_B.format(raw=raw_token)) == "refused"
     finally:
         b.shell.run("exec", MULTI_TENANT_IN_B.format(on=False))

@@ -4,6 +4,8 @@ other bytes refused, a corrupted chunk detected and never replayed."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from django.utils import timezone
 
@@ -106,4 +108,37 @@ def test_a_corrupted_chunk_stops_the_source_and_is_never_replayed(regions, tenan
     s3.put_object(Bucket=b.bucket, Key=key, Body=good, Metadata=original["Metadata"])
     b.crr("resume", "a")
     assert b.crr("pull")["chunks"] == 2
+    assert set(b.decided()) == set(sent)
+
+
+def test_a_run_ships_a_growing_segment_as_one_chunk_and_the_rest_next_run(regions, tenant, pcs_factory):
+    """Under load the active segment grows while a run ships it: what arrives after the run looked
+    waits for the next run, instead of a train of tiny chunks that each cost the reader two S3 reads."""
+    _, b = regions
+    sent = _submit(pcs_factory, range(1, 4))
+    writer = wal.get_writer()
+    stop = threading.Event()
+
+    def agents() -> None:  # requests keep arriving into the WAL (undecided in A: B decides them)
+        for epoch in range(100, 100_000):
+            if stop.is_set():
+                break
+            pcs = pcs_factory(epoch=epoch)
+            writer.append_request(
+                body=json.dumps(pcs).encode(), tenant_header=None, received_at=timezone.now()
+            )
+            sent.append(pcs["pcs_id"])
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=agents)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        runs = [crr_ship() for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+    assert [run.chunks for run in runs] == [1, 1, 1]  # one segment, one chunk per run
+    crr_ship()
+    assert b.crr("pull")["stopped"] == []
     assert set(b.decided()) == set(sent)
