@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -74,6 +74,33 @@ def cold_reader_register(reader: ColdReader | None) -> None:
     """Make ``reader`` the cold tier of every lookup (None: no cold tier)."""
     global _cold_reader
     _cold_reader = reader
+
+
+# Called with (tenant id, the warm rows about to be demoted) inside the demotion's transaction.
+DemotionHook = Callable[[int, QuerySet[PcsRecord]], None]
+_demotion_hooks: list[DemotionHook] = []
+
+
+def demotion_hook_register(hook: DemotionHook) -> None:
+    """Run ``hook(tenant_id, records)`` whenever warm records are about to leave the warm tier.
+
+    For apps that take in warm rows by scanning the warm table (the review queue's sync): a record
+    demoted before their scan reached it would otherwise be missed for good. The hook runs inside the
+    transaction that writes the cold index rows and deletes ``records``, so what it writes commits
+    with the demotion, and if it raises nothing is demoted (the batch stays ``verified`` and the next
+    run retries). Registering the same hook twice has no effect.
+    """
+    if hook not in _demotion_hooks:
+        _demotion_hooks.append(hook)
+
+
+def records_demoting(*, tenant_id: int, records: QuerySet[PcsRecord]) -> None:
+    """Tell the registered hooks that ``records`` (one tenant's warm rows) are being demoted now.
+
+    Called by the cold tier inside its demotion transaction, before the rows are deleted.
+    """
+    for hook in _demotion_hooks:
+        hook(tenant_id, records)
 
 
 def hot_hit() -> None:

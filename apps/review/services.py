@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
@@ -96,6 +97,29 @@ def review_queue_sync(*, tenant: Tenant) -> int:
     if created:
         logger.info("review.queue_synced tenant=%s created=%d", tenant.slug, created)
     return created
+
+
+def review_queue_take_demoted(tenant_id: int, records: QuerySet[PcsRecord]) -> int:
+    """Create the missing queue items of the escalated PCS among ``records``; how many were created.
+
+    Registered with ``apps.pcs.tiers`` (``ReviewConfig.ready``): the demotion calls it in the
+    transaction that deletes these warm rows, so an escalation demoted before ``review_queue_sync``
+    read it still joins the queue (the sync reads the warm table only). Safe to repeat, like the sync.
+    """
+    rows = list(records.filter(escalated=True).values("audit_entry_id", *_ITEM_FIELDS))
+    if not rows:
+        return 0
+    known = set(
+        ReviewItem.objects.filter(tenant_id=tenant_id, pcs_id__in=[r["pcs_id"] for r in rows]).values_list(
+            "pcs_id", flat=True
+        )
+    )
+    fresh = [_item_from_record(tenant_id, r) for r in rows if r["pcs_id"] not in known]
+    # A concurrent sync or claim may insert the same items: theirs stand.
+    ReviewItem.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=SYNC_BATCH)
+    if fresh:
+        logger.info("review.demoted_taken_in tenant=%s created=%d", tenant_id, len(fresh))
+    return len(fresh)
 
 
 def review_queue_sync_all() -> dict[str, int]:

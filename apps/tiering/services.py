@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.pcs import tiers
 from apps.pcs.models import PcsRecord
 from apps.pcs.tiers import TierUnavailable
 from apps.tenants.models import Tenant
@@ -241,7 +242,11 @@ def _index_and_delete(batch: DemotionBatch) -> None:
             ],
             batch_size=1000,
         )
-        deleted, _ = PcsRecord.objects.filter(tenant_id=batch.tenant_id, pk__in=pks).delete()
+        warm = PcsRecord.objects.filter(tenant_id=batch.tenant_id, pk__in=pks)
+        # Whoever takes in warm rows by scanning them (the review queue) sees these before they go,
+        # in this transaction: an escalation demoted before the queue's sync still reaches the queue.
+        tiers.records_demoting(tenant_id=batch.tenant_id, records=warm)
+        deleted, _ = warm.delete()
         locked.state = DemotionBatch.DELETED
         locked.save(update_fields=["state", "updated_at"])
         count = len(placed)
