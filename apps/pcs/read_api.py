@@ -217,8 +217,10 @@ class PcsDetailView(_TenantScoped, RetrieveAPIView):
         pcs_id = self.kwargs["pcs_id"]
         record = None
         if PCS_ID.fullmatch(pcs_id):
-            try:  # warm, then cold (apps.pcs.tiers)
-                record = tiers.record_lookup(tenant_id=self.request.user.tenant.pk, pcs_id=pcs_id)
+            try:  # warm, then cold (apps.pcs.tiers); an evicted record is gone: 404
+                record = tiers.record_lookup(
+                    tenant_id=self.request.user.tenant.pk, pcs_id=pcs_id, evicted=False
+                )
             except tiers.TierCorrupt as exc:
                 raise _tier_unavailable("the stored copy of this PCS failed its integrity check") from exc
             except tiers.TierUnavailable as exc:

@@ -7,7 +7,8 @@ registers itself here (``TieringConfig.ready``), and pcs never imports tiering.
 
 While a record is being demoted it exists warm and cold at once; warm is asked first, so a read never
 sees two copies. A cold hit puts the answer back into the hot store (promotion), so the next replay of
-that PCS is answered from Redis again.
+that PCS is answered from Redis again. A PCS whose cold record was evicted past ``TIER_COLD_TTL`` is
+answered on the dedup path by a stand-in built from its decision entry, so it is never decided twice.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ class ColdReader(Protocol):
 
     def lookup_many(self, tenant_id: int, pcs_ids: Iterable[str]) -> dict[str, PcsRecord]:
         """The records the cold tier holds among ``pcs_ids``, by pcs_id."""
+        ...
+
+    def evicted(self, tenant_id: int, pcs_id: str) -> PcsRecord | None:
+        """The decision of a PCS whose record was evicted, or None when it was not evicted.
+
+        A stand-in record that holds only what answers a replay (its status, payload digest and a
+        short body marked ``"evicted": true``, from the decision's audit entry); no PCS.
+        """
         ...
 
     def index_page(self, tenant_id: int, window: RecordWindow, limit: int) -> list[tuple[int, str]]:
@@ -108,11 +117,19 @@ def hot_hit() -> None:
     hot_hits.inc()
 
 
-def record_lookup(*, tenant_id: int, pcs_id: str, promote: bool = True) -> PcsRecord | None:
+def record_lookup(
+    *, tenant_id: int, pcs_id: str, promote: bool = True, evicted: bool | None = None
+) -> PcsRecord | None:
     """The decided record of (tenant, pcs_id): warm first, then cold; None when neither has it.
 
     A cold hit is promoted to the hot store unless ``promote`` is False. Raises ``TierUnavailable``
     when the cold tier cannot be read and ``TierCorrupt`` when its copy fails its digest.
+
+    ``evicted``: whether a PCS whose record passed ``TIER_COLD_TTL`` is answered by a stand-in built
+    from its decision entry (``ColdReader.evicted``: status, payload digest, a short body; no PCS).
+    The default follows ``promote``: a lookup that promotes answers a submission (the dedup path),
+    which must get the first decision back rather than decide the PCS again; readers that show a
+    record (the read API, review, re-verification) pass False or do not promote, and get None.
     """
     record = PcsRecord.objects.filter(tenant_id=tenant_id, pcs_id=pcs_id).first()
     if record is not None:
@@ -122,7 +139,12 @@ def record_lookup(*, tenant_id: int, pcs_id: str, promote: bool = True) -> PcsRe
         return None
     record = _cold_reader.lookup(tenant_id, pcs_id)
     if record is None:
-        return None
+        answer_evicted = promote if evicted is None else evicted
+        if answer_evicted:
+            record = _cold_reader.evicted(tenant_id, pcs_id)
+            if record is not None and promote:
+                record_promote(record=record)
+        return record
     cold_hits.inc()
     if promote:
         record_promote(record=record)

@@ -74,6 +74,8 @@ class ColdRecord(models.Model):
     status_code = models.PositiveSmallIntegerField(
         null=True, help_text="the decision's status; null only when a backfill found no decision entry"
     )
+    # Kept by the tombstone when the record is evicted: a replay is then answered from this entry.
+    audit_entry_id = models.BigIntegerField(null=True, help_text="id of the decision's audit entry")
 
     class Meta:
         constraints = [
@@ -87,3 +89,28 @@ class ColdRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.pcs_id} in {self.object_key}"
+
+
+class EvictedRecord(models.Model):
+    """A PCS whose cold record passed ``TIER_COLD_TTL`` and was removed: what keeps it decided once.
+
+    The record and its object are gone, but its decision stays in the audit log, and a PCS is never
+    decided twice: the trigger that refuses a ``PcsRecord`` of a cold PCS refuses one of an evicted PCS
+    too, and a replay is answered from the decision entry (its status, reason and policy version,
+    marked ``"evicted": true``; not the original body byte for byte, which went with the record).
+    A few dozen bytes per PCS, kept for good: the price of first write wins after eviction.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, db_index=False)
+    pcs_id = models.CharField(max_length=64)
+    audit_entry_id = models.BigIntegerField(null=True, help_text="id of the decision's audit entry")
+    decided_at = models.DateTimeField()
+    evicted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "pcs_id"], name="evicted_record_tenant_pcs_id_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.pcs_id} evicted {self.evicted_at:%Y-%m-%d}"

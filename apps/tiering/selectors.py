@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.pcs.models import PcsRecord
 from apps.tenants.models import Tenant
 from apps.tiering.models import DemotionBatch
+from apps.tiering.services import cold_cutoff
 
 # The admin counts a tenant's hot answers with SCAN; past this many it says "at least".
 HOT_SCAN_LIMIT = 100_000
@@ -61,6 +62,30 @@ def tier_totals() -> dict[str, tuple[int, int]]:
         records=Sum("record_count"), size=Sum("object_bytes")
     )
     return {"warm": _warm_table(), "cold": (cold["records"] or 0, cold["size"] or 0)}
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What ``TIER_COLD_TTL`` evicts: due now (whole batches past it) and evicted so far."""
+
+    due_records: int
+    due_objects: int
+    evicted_records: int
+
+
+def eviction_totals(now: datetime | None = None) -> Eviction:
+    """Records and objects due for eviction, and records evicted so far: sums over batches (cheap).
+
+    Nothing is due when ``TIER_COLD_TTL`` is 0 (kept forever).
+    """
+    cutoff = cold_cutoff(now)
+    due = {"records": None, "objects": 0}
+    if cutoff is not None:
+        due = DemotionBatch.objects.filter(
+            state=DemotionBatch.DELETED, newest_decided_at__lt=cutoff
+        ).aggregate(records=Sum("record_count"), objects=Count("id"))
+    gone = DemotionBatch.objects.filter(state=DemotionBatch.EVICTED).aggregate(records=Sum("record_count"))
+    return Eviction(due["records"] or 0, due["objects"], gone["records"] or 0)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from apps.pcs.tiers import TierUnavailable
 from apps.tenants.models import Tenant
 from apps.tiering import metrics
 from apps.tiering.codec import CodecError, Placed, decompress, pack, slice_record
-from apps.tiering.models import ColdRecord, DemotionBatch
+from apps.tiering.models import ColdRecord, DemotionBatch, EvictedRecord
 from apps.tiering.store import ColdStore, get_cold_store
 
 logger = logging.getLogger("flk.tiering")
@@ -218,10 +218,14 @@ def _index_and_delete(batch: DemotionBatch) -> None:
             batch.state = locked.state
             return
         pks = [p.pk for p in placed]
-        # The list's filter reads the status from the index, never from the object.
-        statuses = dict(
-            PcsRecord.objects.filter(tenant_id=batch.tenant_id, pk__in=pks).values_list("pk", "status_code")
-        )
+        # The list's filter reads the status from the index, never from the object; the decision's
+        # entry is what answers a replay once the record is evicted.
+        decided = {
+            pk: (status, entry)
+            for pk, status, entry in PcsRecord.objects.filter(
+                tenant_id=batch.tenant_id, pk__in=pks
+            ).values_list("pk", "status_code", "audit_entry_id")
+        }
         ColdRecord.objects.bulk_create(
             [
                 ColdRecord(
@@ -236,7 +240,8 @@ def _index_and_delete(batch: DemotionBatch) -> None:
                     sha256=p.sha256,
                     decided_at=datetime.fromisoformat(p.decided_at),
                     record_id=p.pk,
-                    status_code=statuses.get(p.pk),
+                    status_code=decided.get(p.pk, (None, None))[0],
+                    audit_entry_id=decided.get(p.pk, (None, None))[1],
                 )
                 for p in placed
             ],
@@ -279,27 +284,70 @@ def object_problems(batch: DemotionBatch, data: bytes) -> list[tuple[str | None,
     return problems
 
 
+# Batches evicted per run, each in its own short transaction (at most TIER_DEMOTE_BATCH index rows
+# moved to tombstones) followed by one DELETE of its object; the rest wait for the next run.
+EVICT_MAX_BATCHES = 100
+
+
+def cold_cutoff(now: datetime | None = None) -> datetime | None:
+    """Cold records decided before this are past ``TIER_COLD_TTL``; None when they are kept forever."""
+    if settings.TIER_COLD_TTL <= 0:
+        return None
+    return (now or timezone.now()) - timedelta(seconds=settings.TIER_COLD_TTL)
+
+
 def _evict(store: ColdStore, now: datetime) -> int:
-    """Drop cold batches whose every record passed ``TIER_COLD_TTL``; finish deleting their objects."""
+    """Evict cold batches whose every record passed ``TIER_COLD_TTL``, then delete their objects.
+
+    A batch is the unit: its object is deleted only when its newest record is past the TTL, so a
+    record may outlive the TTL by its batch's span (a run of oldest-first records, usually minutes).
+    Index rows go first, in one transaction that also writes their tombstones and records the batch
+    ``evicted``; the object after. A crash in between leaves an object with no index row naming it,
+    which the next run deletes (``object_bytes`` 0 marks it gone), never an index row without its
+    object. Returns how many records were evicted.
+    """
     evicted = 0
-    if settings.TIER_COLD_TTL > 0:
-        cutoff = now - timedelta(seconds=settings.TIER_COLD_TTL)
-        for batch in DemotionBatch.objects.filter(state=DemotionBatch.DELETED, newest_decided_at__lt=cutoff)[
-            :100
-        ]:
-            with transaction.atomic():
-                count, _ = ColdRecord.objects.filter(batch=batch).delete()
-                batch.state = DemotionBatch.EVICTED
-                batch.save(update_fields=["state", "updated_at"])
-            metrics.evictions.inc(count)
-            evicted += count
-    # The object goes after its index rows (a crash in between leaves a file to delete, never a
-    # dangling index row); object_bytes 0 marks it gone.
-    for batch in DemotionBatch.objects.filter(state=DemotionBatch.EVICTED).exclude(object_bytes=0):
-        store.delete(batch.object_key)
+    cutoff = cold_cutoff(now)
+    if cutoff is not None:
+        due = DemotionBatch.objects.filter(state=DemotionBatch.DELETED, newest_decided_at__lt=cutoff)
+        for batch_id in list(due.order_by("id").values_list("pk", flat=True)[:EVICT_MAX_BATCHES]):
+            evicted += _evict_batch(batch_id)
+    for batch in (
+        DemotionBatch.objects.filter(state=DemotionBatch.EVICTED).exclude(object_bytes=0).order_by("id")
+    ):
+        store.delete(batch.object_key)  # TierUnavailable: the run fails and the next one retries
         batch.object_bytes = 0
         batch.save(update_fields=["object_bytes", "updated_at"])
+        logger.info(
+            "tier.object_evicted batch=%s tenant=%s object=%s", batch.pk, batch.tenant_id, batch.object_key
+        )
     return evicted
+
+
+def _evict_batch(batch_id: int) -> int:
+    """One transaction: the batch's index rows become tombstones, the batch ``evicted``; the count."""
+    with transaction.atomic():
+        batch = DemotionBatch.objects.select_for_update().get(pk=batch_id)
+        if batch.state != DemotionBatch.DELETED:
+            return 0
+        rows = ColdRecord.objects.filter(batch=batch)
+        EvictedRecord.objects.bulk_create(
+            [
+                EvictedRecord(
+                    tenant_id=tenant_id, pcs_id=pcs_id, audit_entry_id=entry_id, decided_at=decided_at
+                )
+                for tenant_id, pcs_id, entry_id, decided_at in rows.values_list(
+                    "tenant_id", "pcs_id", "audit_entry_id", "decided_at"
+                )
+            ],
+            batch_size=1000,
+        )
+        count, _ = rows.delete()
+        batch.state = DemotionBatch.EVICTED
+        batch.save(update_fields=["state", "updated_at"])
+        transaction.on_commit(lambda: metrics.evictions.inc(count))
+    logger.info("tier.batch_evicted batch=%s tenant=%s records=%d", batch.pk, batch.tenant_id, count)
+    return count
 
 
 @dataclass

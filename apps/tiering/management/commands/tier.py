@@ -12,7 +12,7 @@ from tqdm import tqdm
 from apps.pcs.tiers import TierUnavailable
 from apps.tenants.models import Tenant
 from apps.tiering.models import DemotionBatch
-from apps.tiering.selectors import demotion_lag_seconds, tenant_tiers
+from apps.tiering.selectors import demotion_lag_seconds, eviction_totals, tenant_tiers
 from apps.tiering.services import tier_demote, tier_verify
 from apps.tiering.store import get_cold_store
 
@@ -50,6 +50,17 @@ class Command(BaseCommand):
             f"cold TTL {settings.TIER_COLD_TTL or 'forever'}"
         )
         self.stdout.write(f"demotion lag: {demotion_lag_seconds():.0f}s")
+        eviction = eviction_totals()
+        if settings.TIER_COLD_TTL > 0:
+            self.stdout.write(
+                f"evictable: {eviction.due_records} records in {eviction.due_objects} objects past "
+                f"TIER_COLD_TTL; evicted so far: {eviction.evicted_records} records"
+            )
+        else:
+            self.stdout.write(
+                f"evictable: none (TIER_COLD_TTL=0 keeps cold records forever); "
+                f"evicted so far: {eviction.evicted_records} records"
+            )
         self.stdout.write(
             f"{'tenant':20} {'hot':>10} {'warm':>10} {'warm bytes':>12} "
             f"{'cold':>10} {'cold bytes':>12}  last batch"
