@@ -316,7 +316,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
     def pcs_document(self, item: ReviewItem) -> SafeString:
         view = self._view(item)
         if view.record is None:
-            return format_html("{}", "not in the warm store (moved to cold storage)")
+            return format_html("{}", "not readable now (evicted, or the cold tier is unreachable)")
         return format_html("<pre>{}</pre>", json.dumps(view.record.pcs, indent=2, sort_keys=True))
 
     @admin.display(description="audit history")

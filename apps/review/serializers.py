@@ -57,7 +57,7 @@ class ReviewViewSerializer(serializers.Serializer):
 
     item = ReviewItemSerializer()
     pcs = serializers.JSONField(
-        allow_null=True, help_text="the PCS as stored; null once moved to cold storage"
+        allow_null=True, help_text="the PCS as stored (warm or cold); null once evicted past TIER_COLD_TTL"
     )
     recomputed = serializers.DictField(help_text="D_hat, budget and regime as the server recomputed them")
     checks = CheckSerializer(many=True, help_text="the checks of the decision, with their verdicts")
