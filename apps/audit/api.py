@@ -11,9 +11,7 @@ from __future__ import annotations
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +28,7 @@ from apps.audit.models import Checkpoint
 from apps.tenants.auth import IsTenant, TenantTokenAuthentication
 from apps.tenants.models import Tenant
 from flk_project.api_errors import ApiError, error_responses, not_found
+from flk_project.api_negotiation import FirstRendererNegotiation
 from flk_project.api_params import BIGINT_MAX, int_param
 
 _TENANT = OpenApiParameter(
@@ -82,22 +81,10 @@ class _TenantLogView(APIView):
         return checkpoint
 
 
-class _AnyAccept(BaseContentNegotiation):
-    """The checkpoint is a text note whatever the client accepts; refusals are still JSON."""
-
-    def select_parser(self, request: Request, parsers: list) -> None:
-        return None
-
-    def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
-    ) -> tuple[BaseRenderer, str]:
-        return renderers[0], renderers[0].media_type
-
-
 class CheckpointView(_TenantLogView):
     """``GET /v1/audit/{tenant}/checkpoint``: the latest signed checkpoint (text/plain note)."""
 
-    content_negotiation_class = _AnyAccept
+    content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(
         parameters=[_TENANT],

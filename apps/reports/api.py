@@ -16,8 +16,6 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +27,7 @@ from apps.reports.selectors import report_runs_for
 from apps.reports.services import ReportError, report_request
 from apps.tenants.auth import CanBuildReports, TenantTokenAuthentication
 from flk_project.api_errors import ApiError, StrictJSONParser, error_responses, invalid_parameter, not_found
+from flk_project.api_negotiation import FirstRendererNegotiation
 from flk_project.api_params import BIGINT_MAX, datetime_param
 
 LIST_LIMIT = 100  # newest runs listed; older ones stay reachable by id
@@ -177,20 +176,8 @@ class ReportDetailView(_ReportsView):
         return Response(ReportRunSerializer(self.run(request, run_id)).data)
 
 
-class _AnyAccept(BaseContentNegotiation):
-    """The bundle is a zip whatever the client accepts (``Accept: application/zip`` included)."""
-
-    def select_parser(self, request: Request, parsers: list) -> None:
-        return None
-
-    def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
-    ) -> tuple[BaseRenderer, str]:
-        return renderers[0], renderers[0].media_type
-
-
 class ReportBundleView(_ReportsView):
-    content_negotiation_class = _AnyAccept
+    content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(
         responses={
