@@ -10,6 +10,7 @@ decided item or one claimed by another reviewer is 409; a missing outcome or rea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -21,6 +22,7 @@ from rest_framework.views import APIView
 from apps.pcs.read_api import DecidedFirstPagination
 from apps.pcs.selectors import PCS_ID
 from apps.review.errors import ReviewError, ReviewInvalid, ReviewNotFound
+from apps.review.models import ReviewItem
 from apps.review.selectors import STATE_FILTERS, review_item_get, review_items, review_view
 from apps.review.serializers import (
     BulkDecisionRequestSerializer,
@@ -124,36 +126,34 @@ class ReviewItemDetailView(_ReviewScoped, APIView):
         return Response(ReviewViewSerializer(review_view(item=item)).data)
 
 
-class ReviewClaimView(_ReviewScoped, APIView):
+class _ItemHoldView(_ReviewScoped, APIView):
+    """A claim or its release: the service ``hold`` on one item, answered with the item."""
+
+    hold: Callable[..., ReviewItem]
+
+    @extend_schema(
+        parameters=[_PCS_ID_PARAM],
+        request=None,
+        responses={200: ReviewItemSerializer, **error_responses(*_CHANGE)},
+    )
+    def post(self, request: Request, pcs_id: str) -> Response:
+        try:
+            item = self.hold(tenant=request.user.tenant, pcs_id=pcs_id, actor=request.user.actor)
+        except ReviewError as exc:
+            raise api_error(exc) from exc
+        return Response(ReviewItemSerializer(item).data)
+
+
+class ReviewClaimView(_ItemHoldView):
     """``POST /v1/review/items/{pcs_id}/claim``: hold the item for ``REVIEW_CLAIM_SECONDS``."""
 
-    @extend_schema(
-        parameters=[_PCS_ID_PARAM],
-        request=None,
-        responses={200: ReviewItemSerializer, **error_responses(*_CHANGE)},
-    )
-    def post(self, request: Request, pcs_id: str) -> Response:
-        try:
-            item = review_claim(tenant=request.user.tenant, pcs_id=pcs_id, actor=request.user.actor)
-        except ReviewError as exc:
-            raise api_error(exc) from exc
-        return Response(ReviewItemSerializer(item).data)
+    hold = staticmethod(review_claim)
 
 
-class ReviewReleaseView(_ReviewScoped, APIView):
+class ReviewReleaseView(_ItemHoldView):
     """``POST /v1/review/items/{pcs_id}/release``: give a claim back to the queue."""
 
-    @extend_schema(
-        parameters=[_PCS_ID_PARAM],
-        request=None,
-        responses={200: ReviewItemSerializer, **error_responses(*_CHANGE)},
-    )
-    def post(self, request: Request, pcs_id: str) -> Response:
-        try:
-            item = review_release(tenant=request.user.tenant, pcs_id=pcs_id, actor=request.user.actor)
-        except ReviewError as exc:
-            raise api_error(exc) from exc
-        return Response(ReviewItemSerializer(item).data)
+    hold = staticmethod(review_release)
 
 
 class ReviewDecisionView(_ReviewScoped, APIView):
