@@ -32,6 +32,7 @@ from flk_agent.client import (
     DEFAULT_TIMEOUT,
     SUBMIT_PATH,
     BatchAnswer,
+    FailingOverClient,
     Failover,
     Outcome,
     SubmitResult,
@@ -58,7 +59,7 @@ DEFAULT_POLICY = RetryPolicy()
 __all__ = ["AsyncFlkClient", "deliver_pending_async", "deliver_record_async", "run_steps_async"]
 
 
-class AsyncFlkClient:
+class AsyncFlkClient(FailingOverClient):
     """Submit PCS to FLK with ``httpx.AsyncClient``, failing over between endpoints as ``FlkClient`` does.
 
     ``url`` is one base URL, a comma-separated list of them, or a sequence. Each call goes to the
@@ -84,16 +85,6 @@ class AsyncFlkClient:
             )
             for endpoint in self.endpoints
         ]
-
-    @property
-    def endpoint(self) -> str:
-        """The base URL calls go to now."""
-        return self.endpoints[self._failover.current]
-
-    @property
-    def failovers(self) -> int:
-        """How many times a call moved to another endpoint, over this client's life."""
-        return self._failover.failovers
 
     async def _post(self, path: str, content: bytes) -> httpx.Response:
         tries = self._failover.tries()

@@ -216,7 +216,24 @@ class Failover:
         raise outcome
 
 
-class FlkClient:
+class FailingOverClient:
+    """What both clients tell of their endpoints (``FlkClient``, ``AsyncFlkClient``)."""
+
+    endpoints: list[str]
+    _failover: Failover
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL calls go to now."""
+        return self.endpoints[self._failover.current]
+
+    @property
+    def failovers(self) -> int:
+        """How many times a call moved to another endpoint, over this client's life."""
+        return self._failover.failovers
+
+
+class FlkClient(FailingOverClient):
     """Submit PCS to an FLK server, failing over between several endpoints (regions).
 
     ``url`` is one base URL, a comma-separated list of them, or a sequence. Each call goes to the
@@ -237,16 +254,6 @@ class FlkClient:
             httpx.Client(base_url=endpoint, headers=request_headers(tenant), timeout=timeout)
             for endpoint in self.endpoints
         ]
-
-    @property
-    def endpoint(self) -> str:
-        """The base URL calls go to now."""
-        return self.endpoints[self._failover.current]
-
-    @property
-    def failovers(self) -> int:
-        """How many times a call moved to another endpoint, over this client's life."""
-        return self._failover.failovers
 
     def _post(self, path: str, content: bytes) -> httpx.Response:
         tries = self._failover.tries()
