@@ -197,9 +197,8 @@ def pcs_ingest_wal_many(
         raise
     if verdicts:
         settled = len(results) - (1 if results[-1] is not None and results[-1].status in (409, 503) else 0)
-        request = _Request(None, requests[0].received_at, "", True, lambda: in_transaction(settled))
         try:
-            stored = _store([verdict for _, verdict in verdicts], True, request.in_transaction)
+            stored = _store([verdict for _, verdict in verdicts], True, lambda: in_transaction(settled))
         except STORE_ERRORS as exc:
             logger.error("ingest.store_unavailable replay error=%s", type(exc).__name__)
             first = verdicts[0][0]
@@ -216,16 +215,14 @@ def pcs_ingest_wal_many(
 
 def _prepare_wal(request: wal.WalRequest, seen: set[tuple[int, str]]) -> IngestResult | _Verdict | None:
     """Parse, resolve and prepare one replayed request; None for a second copy of a PCS in ``seen``."""
+    replayed = _Request(request.tenant_header, request.received_at, "", True)
     pcs = parse_pcs(request.body)
-    try:
-        tenant = _resolve_tenant(request.tenant_header)
-    except IngestError as exc:
-        raise _count_failed_auth(exc, request.tenant_header, "", True) from exc
+    tenant = _tenant_of(replayed)
     key = (tenant.pk, pcs["pcs_id"])
     if key in seen:
         return None
     seen.add(key)
-    return _prepare(pcs, tenant, _Request(request.tenant_header, request.received_at, "", True))
+    return _prepare(pcs, tenant, replayed)
 
 
 def pcs_ingest_batch(
@@ -247,11 +244,7 @@ def pcs_ingest_batch(
 
     def decide_batch() -> IngestResult:
         items = parse_batch(body, max_items=settings.BATCH_MAX_ITEMS)
-        try:
-            tenant = _resolve_tenant(tenant_header)
-        except IngestError as exc:
-            raise _count_failed_auth(exc, tenant_header, client_addr, from_wal) from exc
-        results = _decide_items(items, tenant, request)
+        results = _decide_items(items, _tenant_of(request), request)
         for result in results:
             if result.headers.get("Idempotent-Replayed") != "true":
                 metrics.ingest.inc()
@@ -495,14 +488,18 @@ def _decide(
 ) -> IngestResult:
     request = _Request(tenant_header, received_at, client_addr, from_wal, in_transaction)
     pcs = parse_pcs(body)
-    try:
-        tenant = _resolve_tenant(tenant_header)
-    except IngestError as exc:
-        raise _count_failed_auth(exc, tenant_header, client_addr, from_wal) from exc
-    prepared = _prepare(pcs, tenant, request)
+    prepared = _prepare(pcs, _tenant_of(request), request)
     if isinstance(prepared, IngestResult):
         return prepared
     return _submit(request, [prepared])[0]
+
+
+def _tenant_of(request: _Request) -> Tenant:
+    """The tenant a request speaks for; a refusal is counted by the failed-authentication limiter."""
+    try:
+        return _resolve_tenant(request.tenant_header)
+    except IngestError as exc:
+        raise _count_failed_auth(exc, request.tenant_header, request.client_addr, request.from_wal) from exc
 
 
 def _prepare(pcs: dict[str, Any], tenant: Tenant, request: _Request) -> IngestResult | _Verdict:
